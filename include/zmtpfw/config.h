@@ -1,0 +1,83 @@
+/* config: libconfig file (or command-line flags) -> immutable, validated
+ * snapshot. Nothing else in zmtpfw reads libconfig. */
+#ifndef ZMTPFW_CONFIG_H
+#define ZMTPFW_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "zmtpfw/cidr.h"
+#include "zmtpfw/log.h"
+
+#define CONFIG_MAX_ROUTES 256
+#define CONFIG_MAX_MECHS 4
+#define CONFIG_MAX_SOCKET_TYPES 24
+
+enum config_mode { CONFIG_MODE_ENFORCE = 0, CONFIG_MODE_LOG_ONLY };
+enum config_pickle { CONFIG_PICKLE_DROP = 0, CONFIG_PICKLE_ALLOW };
+enum config_violation { CONFIG_ON_VIOLATION_DROP_MESSAGE = 0, CONFIG_ON_VIOLATION_CLOSE };
+
+/* A resolved socket address with its original text (for logs). */
+struct config_addr {
+	struct sockaddr_storage sa; /* AF_INET, AF_INET6 or AF_UNIX */
+	socklen_t len;              /* valid length of sa */
+	char text[128];             /* as written: "0.0.0.0:5555", "[::1]:5555", "unix:/p" */
+};
+
+/* Defaults for the size and time limits. */
+#define CONFIG_DEF_MAX_FRAME (256ull << 20)
+#define CONFIG_DEF_MAX_MESSAGE (256ull << 20)
+#define CONFIG_DEF_HANDSHAKE_MS 10000u
+#define CONFIG_DEF_MAX_CONNS 1024u
+
+struct config_route {
+	char name[64];                   /* unique; "route0".. when not given */
+	struct config_addr listen;       /* TCP only */
+	struct config_addr upstream;     /* TCP or unix */
+	struct cidr_list allow;          /* required; empty admits nobody */
+	struct cidr_list allow_pickle_from; /* peers trusted to send pickle */
+	enum config_pickle pickle;       /* allow = scanning off for everyone */
+	enum config_violation on_violation;
+	enum config_mode mode;           /* inherits the global mode */
+	char mechanisms[CONFIG_MAX_MECHS][20]; /* 20-byte NUL-padded, as on the wire */
+	size_t n_mechanisms;
+	char socket_types[CONFIG_MAX_SOCKET_TYPES][16]; /* allowed peer Socket-Type */
+	size_t n_socket_types;           /* 0: no check */
+	uint64_t max_frame_size;         /* bytes, per frame, both directions */
+	uint64_t max_message_size;       /* bytes, per message, client->worker */
+	uint32_t handshake_timeout_ms;   /* accept -> both READYs relayed */
+	uint32_t max_connections;        /* concurrent, per route */
+	int line;                        /* line of the route in the file, 0 for flags */
+};
+
+struct config {
+	enum config_mode mode;           /* global default */
+	enum log_level log_level;
+	enum log_format log_format;
+	struct config_route *routes;     /* n_routes entries */
+	size_t n_routes;
+	char path[512];                  /* file it came from, "" for flags */
+};
+
+/* Load and validate a file. On error returns NULL and writes
+ * "FILE:LINE: message" into err. */
+struct config *config_load_file(const char *path, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Single route from command-line flags (allow and allow_pickle_from are
+ * comma-separated CIDR lists; allow_pickle_from may be NULL). */
+struct config *config_from_flags(const char *listen, const char *upstream,
+				 const char *allow, const char *allow_pickle_from,
+				 bool log_only, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+void config_free(struct config *c);
+
+/* Parse "HOST:PORT", "[V6]:PORT", "*:PORT" (TCP) or, when allow_unix,
+ * "unix:/path". Returns 0 or -1 with a static message in *err. */
+int config_parse_addr(const char *s, bool allow_unix, struct config_addr *out,
+		      const char **err) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,116 @@
+/* conn: one proxied connection, client <-> worker. Owns both sockets, their
+ * buffers and timers, and the per-direction parse state used by relay. */
+#ifndef ZMTPFW_CONN_H
+#define ZMTPFW_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "zmtpfw/pickle_scan.h"
+#include "zmtpfw/zmtp.h"
+
+struct event;
+struct evbuffer;
+struct listener;
+
+/* One socket and the bytes queued on either side of it. */
+struct side {
+	int fd;                 /* -1 once closed */
+	struct event *rev;      /* readable */
+	struct event *wev;      /* writable (also: connect completion) */
+	struct evbuffer *in;    /* read from fd, not yet parsed or moved on */
+	struct evbuffer *out;   /* to be written to fd */
+	bool reading;           /* rev is armed (false while backpressured) */
+	bool eof;               /* the peer closed its end */
+	uint32_t read_size;     /* adaptive read size: grows while reads fill it */
+	uint64_t bytes_read;    /* for the close log line */
+};
+
+enum dir_phase {
+	DIR_GREETING = 0, /* relaying and validating the 64-byte greeting */
+	DIR_HANDSHAKE,    /* the first frame: READY or ERROR */
+	DIR_TRAFFIC,      /* frames */
+	DIR_ERRORED,      /* sent ERROR: nothing more may follow */
+};
+
+/* Where the frames of the message being parsed go. */
+enum msg_state {
+	MSG_IDLE = 0, /* between messages, or forwarding a judged last frame */
+	MSG_HOLD,     /* frames kept in `hold` until the last one is judged */
+	MSG_DROP,     /* a frame was a pickle: drain the rest of the message */
+};
+
+/* Where the current frame's bytes go. */
+enum frame_dest {
+	FRAME_FWD = 0,   /* straight to the other side */
+	FRAME_PENDING,   /* kept in `in` until judged (data) or complete (command) */
+	FRAME_HOLD,      /* judged clean, not last: appended to `hold` */
+	FRAME_DRAIN,     /* part of a dropped message */
+};
+
+/* Parse state of one direction. */
+struct dir {
+	enum dir_phase phase;
+	bool from_client;          /* client->worker: the direction that is scanned */
+	bool scan;                 /* inspect data frames for pickle */
+	uint8_t greet[ZMTP_GREETING_LEN]; /* greeting bytes validated so far */
+	uint8_t greet_have;
+	struct zmtp_dec dec;       /* frame decoder */
+	size_t parsed;             /* bytes at the front of src->in the decoder has
+				      seen whose destination is not applied yet */
+	enum frame_dest dest;      /* of the current frame */
+	bool frame_more;           /* current frame has MORE */
+	bool frame_cmd;            /* current frame is a command */
+	bool frame_judged;         /* scanner verdict known for the current frame */
+	enum msg_state msg;
+	uint32_t frame_idx;        /* index of the current frame in its message */
+	uint64_t msg_bytes;        /* declared bytes of the message so far */
+	uint64_t frame_seen;       /* body bytes of the current frame seen */
+	uint8_t head[32];          /* first bytes of the frame, for the drop log */
+	uint8_t head_len;
+	struct evbuffer *hold;     /* frames of a message awaiting its last verdict */
+	struct pscan_state *ps;    /* scanner state, allocated only when scanning */
+	uint64_t msgs, dropped;    /* counters for the close line */
+};
+
+enum conn_state {
+	CONN_CONNECTING = 0, /* dialling the worker; client not read yet */
+	CONN_RELAYING,       /* greeting, handshake, traffic */
+	CONN_CLOSED,
+};
+
+struct conn {
+	struct conn *prev, *next;     /* the listener's list of live connections */
+	uint64_t id;
+	enum conn_state state;
+	struct listener *lst;         /* route runtime */
+	struct side client, upstream;
+	struct dir up, down;          /* up: client->worker, down: worker->client */
+	struct event *timer;          /* handshake deadline, deleted once both READYs pass */
+	char peer[64];                /* "ip:port" for logs */
+	struct sockaddr_storage peer_sa;
+	bool log_only;                /* route mode */
+	bool pickle_trusted;          /* peer in allow_pickle_from, or pickle = allow */
+	struct timespec started;      /* monotonic, for duration */
+	const char *close_reason;     /* set by whoever decides to close */
+	const char *close_detail;
+	const char *close_from;       /* "client"/"worker": whose bytes broke the rules */
+};
+
+/* A fresh connection id (also used for peers rejected at accept). */
+uint64_t conn_next_id(void);
+
+/* "a.b.c.d:port" or "[v6]:port" */
+void conn_format_peer(const struct sockaddr *sa, char *buf, size_t len);
+
+/* Take over an accepted socket that passed the allowlist (or, in log-only
+ * mode, would not have: would_reject). Dials the worker. */
+void conn_start(struct listener *l, uint64_t id, int fd, const struct sockaddr *sa,
+		socklen_t salen, bool would_reject);
+
+/* Close both sockets, log "close", free. Safe to call once per conn. */
+void conn_close(struct conn *c);
+
+#endif

@@ -1,0 +1,73 @@
+/* log: one JSON object (or text line) per event on stderr, with the
+ * connection's identity on every line, peer bytes escaped and truncated, and
+ * per-route rate limiting so a flood cannot flood the log. */
+#ifndef ZMTPFW_LOG_H
+#define ZMTPFW_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
+enum log_format { LOG_FORMAT_JSON = 0, LOG_FORMAT_TEXT };
+
+void log_setup(enum log_level min, enum log_format fmt);
+
+/* Identity carried on every line of a connection. Any field may be NULL/0. */
+struct log_ctx {
+	const char *route; /* route name */
+	uint64_t conn;     /* connection id, 0 = none */
+	const char *peer;  /* "ip:port" */
+};
+
+/* Per-route, per-event rate limiter (token bucket). Embedded in the route's
+ * runtime state; zero-initialised is valid. */
+#define LOG_RL_EVENTS 8
+struct log_ratelimit {
+	struct {
+		char event[16];      /* event name this slot counts */
+		double tokens;       /* available lines */
+		uint64_t last_ms;    /* last refill, monotonic ms */
+		uint64_t suppressed; /* lines dropped since the last one written */
+	} slot[LOG_RL_EVENTS];
+};
+
+/* Typed extra fields: a NULL-terminated list built with these macros.
+ *   log_event(LOG_INFO, &ctx, rl, "drop",
+ *             LOG_STR("reason", "pickle"), LOG_U64("frame", 1),
+ *             LOG_BYTES("head", p, n), LOG_END);
+ */
+enum log_kind { LOG_K_END = 0, LOG_K_STR, LOG_K_U64, LOG_K_I64, LOG_K_BYTES, LOG_K_BOOL };
+struct log_field {
+	enum log_kind kind;
+	const char *key;
+	const char *s;     /* STR */
+	uint64_t u;        /* U64, BOOL */
+	int64_t i;         /* I64 */
+	const void *b;     /* BYTES: escaped, truncated to 32 bytes */
+	size_t blen;
+};
+#define LOG_STR(k, v) ((struct log_field){ .kind = LOG_K_STR, .key = (k), .s = (v) })
+#define LOG_U64(k, v) ((struct log_field){ .kind = LOG_K_U64, .key = (k), .u = (uint64_t)(v) })
+#define LOG_I64(k, v) ((struct log_field){ .kind = LOG_K_I64, .key = (k), .i = (int64_t)(v) })
+#define LOG_BOOL(k, v) ((struct log_field){ .kind = LOG_K_BOOL, .key = (k), .u = (v) ? 1 : 0 })
+#define LOG_BYTES(k, p, n) ((struct log_field){ .kind = LOG_K_BYTES, .key = (k), .b = (p), .blen = (n) })
+#define LOG_END ((struct log_field){ .kind = LOG_K_END })
+
+/* Write one event. rl may be NULL (never limited). When rl suppresses the
+ * line, the count is carried as "suppressed":N on the next line written for
+ * that event. Returns nothing: logging never fails the caller. */
+void log_event_v(enum log_level lvl, const struct log_ctx *ctx,
+		 struct log_ratelimit *rl, const char *event,
+		 const struct log_field *fields);
+#define log_event(lvl, ctx, rl, event, ...) \
+	log_event_v((lvl), (ctx), (rl), (event), (const struct log_field[]){ __VA_ARGS__ })
+
+/* Emit "suppressed" summary lines for counts still pending (called from a
+ * 1 s timer so a burst that stops is still accounted for). */
+void log_ratelimit_flush(const struct log_ctx *ctx, struct log_ratelimit *rl);
+
+/* Escape up to max bytes of p as JSON string content into buf (always NUL
+ * terminated). Non-printables become \u00XX. Returns bytes written. */
+size_t log_escape(char *buf, size_t len, const void *p, size_t n, size_t max);
+
+#endif

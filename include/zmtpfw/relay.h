@@ -1,0 +1,18 @@
+/* relay: moves bytes from one side's input to the other side's output,
+ * asking the ZMTP parser what they are and the pickle scanner whether data
+ * frames may pass. Frame bodies move between evbuffers without copying. */
+#ifndef ZMTPFW_RELAY_H
+#define ZMTPFW_RELAY_H
+
+#include "zmtpfw/conn.h"
+
+/* Set up both directions' parse state for a new connection. */
+int relay_init(struct conn *c) __attribute__((warn_unused_result));
+void relay_free(struct conn *c);
+
+/* Process what `src` has read for direction `d`. Returns 0, or -1 when the
+ * connection must close (c->close_reason says why; already logged). */
+int relay_process(struct conn *c, struct dir *d, struct side *src, struct side *dst)
+	__attribute__((warn_unused_result));
+
+#endif

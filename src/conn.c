@@ -1,0 +1,378 @@
+/* conn: socket I/O and lifecycle of one proxied connection. Reads go
+ * straight into evbuffer chains (reserve/commit, large adaptive reads),
+ * writes leave with writev over the chains, and a side stops being read
+ * while the other side's output sits above the high watermark. */
+#include "zmtpfw/conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "zmtpfw/config.h"
+#include "zmtpfw/listener.h"
+#include "zmtpfw/log.h"
+#include "zmtpfw/relay.h"
+
+#define CONN_READ_MIN (16u << 10)
+#define CONN_READ_MAX (256u << 10)
+#define CONN_READ_BUDGET (1u << 20) /* per callback, so one side cannot starve others */
+#define CONN_HWM (4u << 20)         /* pause the source above this much queued output */
+#define CONN_LWM (1u << 20)         /* and resume below this */
+
+static uint64_t conn_id_seq;
+
+uint64_t conn_next_id(void)
+{
+	return ++conn_id_seq;
+}
+
+void conn_format_peer(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+		snprintf(buf, len, "%s:%u", ip, ntohs(s4->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+		snprintf(buf, len, "[%s]:%u", ip, ntohs(s6->sin6_port));
+	} else {
+		snprintf(buf, len, "unknown");
+	}
+}
+
+static struct log_ctx conn_ctx(const struct conn *c)
+{
+	return (struct log_ctx){ .route = c->lst->cfg->name, .conn = c->id, .peer = c->peer };
+}
+
+static uint64_t conn_ms_since(const struct timespec *t0)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)(now.tv_sec - t0->tv_sec) * 1000u +
+	       (uint64_t)((now.tv_nsec - t0->tv_nsec) / 1000000);
+}
+
+static void conn_side_free(struct side *s)
+{
+	if (s->rev)
+		event_free(s->rev);
+	if (s->wev)
+		event_free(s->wev);
+	if (s->in)
+		evbuffer_free(s->in);
+	if (s->out)
+		evbuffer_free(s->out);
+	if (s->fd >= 0)
+		close(s->fd);
+	s->rev = s->wev = NULL;
+	s->in = s->out = NULL;
+	s->fd = -1;
+}
+
+void conn_close(struct conn *c)
+{
+	struct log_ctx ctx = conn_ctx(c);
+	const char *reason = c->close_reason ? c->close_reason : "closed";
+
+	if (c->state == CONN_CLOSED)
+		return;
+	c->state = CONN_CLOSED;
+	log_event(c->close_from ? LOG_WARN : LOG_INFO, &ctx, &c->lst->rl, "close",
+		  LOG_STR("reason", reason), LOG_STR("detail", c->close_detail),
+		  LOG_STR("from", c->close_from), LOG_U64("bytes_in", c->client.bytes_read),
+		  LOG_U64("bytes_out", c->upstream.bytes_read), LOG_U64("messages", c->up.msgs),
+		  LOG_U64("dropped", c->up.dropped), LOG_U64("duration_ms", conn_ms_since(&c->started)),
+		  LOG_END);
+	if (c->timer)
+		event_free(c->timer);
+	conn_side_free(&c->client);
+	conn_side_free(&c->upstream);
+	relay_free(c);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->lst->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->lst->n_conns--;
+	free(c);
+}
+
+static struct side *conn_other(struct conn *c, struct side *s)
+{
+	return s == &c->client ? &c->upstream : &c->client;
+}
+
+/* Read until EAGAIN, EOF or the budget. Returns -1 on a socket error. */
+static int conn_read(struct side *s)
+{
+	size_t total = 0;
+
+	while (total < CONN_READ_BUDGET) {
+		struct evbuffer_iovec v[2];
+		int nv = evbuffer_reserve_space(s->in, s->read_size, v, 2);
+		if (nv <= 0)
+			return -1;
+		ssize_t n = readv(s->fd, (struct iovec *)v, nv);
+		if (n < 0) {
+			evbuffer_commit_space(s->in, v, 0);
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			return -1;
+		}
+		if (n == 0) {
+			evbuffer_commit_space(s->in, v, 0);
+			s->eof = true;
+			return 0;
+		}
+		/* Commit exactly what was read, across the two extents. */
+		size_t left = (size_t)n;
+		for (int i = 0; i < nv; i++) {
+			if (v[i].iov_len > left)
+				v[i].iov_len = left;
+			left -= v[i].iov_len;
+		}
+		if (evbuffer_commit_space(s->in, v, nv) < 0)
+			return -1;
+		s->bytes_read += (uint64_t)n;
+		total += (size_t)n;
+		if ((size_t)n < s->read_size)
+			return 0; /* socket drained: skip the EAGAIN round trip */
+		if (s->read_size < CONN_READ_MAX)
+			s->read_size *= 2;
+	}
+	return 0;
+}
+
+/* Write what is queued; arm the write event for the rest. */
+static int conn_write(struct side *s)
+{
+	while (evbuffer_get_length(s->out) > 0) {
+		int n = evbuffer_write_atmost(s->out, s->fd, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			return -1;
+		}
+		if (n == 0)
+			break;
+	}
+	if (evbuffer_get_length(s->out) > 0)
+		return event_add(s->wev, NULL);
+	return event_del(s->wev);
+}
+
+static void conn_set_reading(struct side *s, bool on)
+{
+	if (s->reading == on || s->eof)
+		return;
+	s->reading = on;
+	if (on)
+		event_add(s->rev, NULL);
+	else
+		event_del(s->rev);
+}
+
+/* After the peer of `s` closed: finish once what it sent has been written. */
+static bool conn_finish_if_done(struct conn *c, struct side *s)
+{
+	struct side *o = conn_other(c, s);
+	if (!s->eof || evbuffer_get_length(o->out) > 0)
+		return false;
+	c->close_reason = s == &c->client ? "client-closed" : "upstream-closed";
+	conn_close(c);
+	return true;
+}
+
+static void conn_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct side *s = fd == c->client.fd ? &c->client : &c->upstream;
+	struct side *o = conn_other(c, s);
+	struct dir *d = s == &c->client ? &c->up : &c->down;
+
+	if (conn_read(s) < 0) {
+		c->close_reason = s == &c->client ? "client-error" : "upstream-error";
+		c->close_detail = strerror(errno);
+		conn_close(c);
+		return;
+	}
+	if (relay_process(c, d, s, o) < 0) {
+		conn_close(c);
+		return;
+	}
+	if (c->timer && c->up.phase >= DIR_TRAFFIC && c->down.phase >= DIR_TRAFFIC) {
+		event_free(c->timer); /* handshake complete both ways */
+		c->timer = NULL;
+	}
+	if (conn_write(o) < 0) {
+		c->close_reason = o == &c->client ? "client-error" : "upstream-error";
+		c->close_detail = strerror(errno);
+		conn_close(c);
+		return;
+	}
+	if (s->eof) {
+		event_del(s->rev);
+		s->reading = false;
+		conn_finish_if_done(c, s);
+		return;
+	}
+	if (evbuffer_get_length(o->out) > CONN_HWM)
+		conn_set_reading(s, false);
+}
+
+static void conn_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct side *s = fd == c->client.fd ? &c->client : &c->upstream;
+	struct side *o = conn_other(c, s);
+
+	if (conn_write(s) < 0) {
+		c->close_reason = s == &c->client ? "client-error" : "upstream-error";
+		c->close_detail = strerror(errno);
+		conn_close(c);
+		return;
+	}
+	if (conn_finish_if_done(c, o))
+		return;
+	if (evbuffer_get_length(s->out) < CONN_LWM)
+		conn_set_reading(o, true);
+}
+
+static void conn_on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	c->close_reason = c->state == CONN_CONNECTING ? "upstream-unreachable" : "handshake-timeout";
+	c->close_detail = "timeout";
+	conn_close(c);
+}
+
+static int conn_side_events(struct conn *c, struct side *s)
+{
+	struct event_base *base = c->lst->base;
+	s->rev = event_new(base, s->fd, EV_READ | EV_PERSIST, conn_on_read, c);
+	s->wev = event_new(base, s->fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
+	if (!s->rev || !s->wev)
+		return -1;
+	s->reading = true;
+	return event_add(s->rev, NULL);
+}
+
+static void conn_on_connect(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	event_free(c->upstream.wev);
+	c->upstream.wev = NULL;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err != 0) {
+		c->close_reason = "upstream-unreachable";
+		c->close_detail = strerror(err);
+		conn_close(c);
+		return;
+	}
+	c->state = CONN_RELAYING;
+	if (conn_side_events(c, &c->client) < 0 || conn_side_events(c, &c->upstream) < 0) {
+		c->close_reason = "internal";
+		c->close_detail = "event setup failed";
+		conn_close(c);
+	}
+}
+
+static int conn_dial(struct conn *c)
+{
+	const struct config_addr *up = &c->lst->cfg->upstream;
+	int fd = socket(up->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+
+	if (fd < 0)
+		return -1;
+	c->upstream.fd = fd;
+	if (up->sa.ss_family != AF_UNIX)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (const struct sockaddr *)&up->sa, up->len) < 0 && errno != EINPROGRESS)
+		return -1;
+	/* Completion (or an immediate unix-socket connect) is seen as writable. */
+	c->upstream.wev = event_new(c->lst->base, fd, EV_WRITE, conn_on_connect, c);
+	if (!c->upstream.wev)
+		return -1;
+	return event_add(c->upstream.wev, NULL);
+}
+
+void conn_start(struct listener *l, uint64_t id, int fd, const struct sockaddr *sa,
+		socklen_t salen, bool would_reject)
+{
+	const struct config_route *cfg = l->cfg;
+	struct conn *c = calloc(1, sizeof(*c));
+	int one = 1;
+
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->id = id;
+	c->lst = l;
+	c->next = l->conns;
+	if (l->conns)
+		l->conns->prev = c;
+	l->conns = c;
+	l->n_conns++;
+	clock_gettime(CLOCK_MONOTONIC, &c->started);
+	memcpy(&c->peer_sa, sa, salen < sizeof(c->peer_sa) ? salen : sizeof(c->peer_sa));
+	conn_format_peer(sa, c->peer, sizeof(c->peer));
+	c->log_only = cfg->mode == CONFIG_MODE_LOG_ONLY;
+	c->pickle_trusted = cfg->pickle == CONFIG_PICKLE_ALLOW ||
+			    cidr_list_match(&cfg->allow_pickle_from, sa);
+	c->client.fd = fd;
+	c->upstream.fd = -1;
+	c->client.read_size = c->upstream.read_size = CONN_READ_MIN;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+	struct log_ctx ctx = conn_ctx(c);
+	if (would_reject)
+		log_event(LOG_WARN, &ctx, &l->rl, "would-reject", LOG_STR("reason", "not-allowed"),
+			  LOG_END);
+	log_event(LOG_INFO, &ctx, &l->rl, "accept", LOG_BOOL("pickle_trusted", c->pickle_trusted),
+		  LOG_END);
+
+	c->client.in = evbuffer_new();
+	c->client.out = evbuffer_new();
+	c->upstream.in = evbuffer_new();
+	c->upstream.out = evbuffer_new();
+	c->timer = evtimer_new(l->base, conn_on_timeout, c);
+	if (!c->client.in || !c->client.out || !c->upstream.in || !c->upstream.out || !c->timer ||
+	    relay_init(c) < 0) {
+		c->close_reason = "internal";
+		c->close_detail = "out of memory";
+		conn_close(c);
+		return;
+	}
+	struct timeval tv = { .tv_sec = cfg->handshake_timeout_ms / 1000,
+			      .tv_usec = (cfg->handshake_timeout_ms % 1000) * 1000 };
+	evtimer_add(c->timer, &tv);
+	if (conn_dial(c) < 0) {
+		c->close_reason = "upstream-unreachable";
+		c->close_detail = strerror(errno);
+		conn_close(c);
+	}
+}

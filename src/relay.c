@@ -1,0 +1,458 @@
+/* relay: the data path. For each direction it validates the greeting byte by
+ * byte, parses the handshake frame, then walks frames with the zmtp decoder
+ * over the input buffer in place (evbuffer_peek), and moves whole ranges to
+ * their destination with evbuffer_remove_buffer: bodies are never copied.
+ *
+ * The front of a direction's input buffer is always laid out as
+ *   [fwd: judged, to forward][parsed: current frame, not yet judged][unparsed]
+ * so consecutive forwardable frames leave in one move, and a frame whose
+ * verdict is pending stays where it is until the scanner decides. */
+#include "zmtpfw/relay.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "zmtpfw/config.h"
+#include "zmtpfw/listener.h"
+#include "zmtpfw/log.h"
+
+#define RELAY_IOV 16
+
+static struct log_ctx relay_ctx(const struct conn *c)
+{
+	return (struct log_ctx){ .route = c->lst->cfg->name, .conn = c->id, .peer = c->peer };
+}
+
+/* Record why the connection must close and return -1 for the caller. The
+ * close line carries reason and detail; a refusal during the greeting or
+ * handshake of the client is a "reject" as well. */
+static int relay_fail(struct conn *c, const struct dir *d, const char *reason, const char *detail)
+{
+	if (d->from_client && d->phase < DIR_TRAFFIC) {
+		struct log_ctx ctx = relay_ctx(c);
+		log_event(LOG_WARN, &ctx, &c->lst->rl, "reject", LOG_STR("reason", reason),
+			  LOG_STR("detail", detail), LOG_END);
+	}
+	c->close_reason = reason;
+	c->close_detail = detail;
+	c->close_from = d->from_client ? "client" : "worker";
+	return -1;
+}
+
+int relay_init(struct conn *c)
+{
+	const struct config_route *cfg = c->lst->cfg;
+
+	c->up.from_client = true;
+	c->up.scan = !c->pickle_trusted;
+	zmtp_dec_init(&c->up.dec, cfg->max_frame_size);
+	zmtp_dec_init(&c->down.dec, cfg->max_frame_size);
+	if (c->up.scan) {
+		c->up.hold = evbuffer_new();
+		c->up.ps = malloc(sizeof(*c->up.ps));
+		if (!c->up.hold || !c->up.ps)
+			return -1;
+	}
+	return 0;
+}
+
+void relay_free(struct conn *c)
+{
+	if (c->up.hold)
+		evbuffer_free(c->up.hold);
+	free(c->up.ps);
+	c->up.hold = NULL;
+	c->up.ps = NULL;
+}
+
+/* ---- greeting ---------------------------------------------------------- */
+
+static int relay_greeting(struct conn *c, struct dir *d, struct side *src, struct side *dst)
+{
+	const struct config_route *cfg = c->lst->cfg;
+	size_t avail = evbuffer_get_length(src->in);
+	size_t n = ZMTP_GREETING_LEN - d->greet_have;
+	const char *why = NULL;
+
+	if (avail < n)
+		n = avail;
+	if (n == 0)
+		return 0;
+	if (evbuffer_copyout(src->in, d->greet + d->greet_have, n) != (ev_ssize_t)n)
+		return relay_fail(c, d, "internal", "copyout failed");
+	/* libzmq waits for our peer's bytes before sending more of its own, so
+	 * each validated byte is forwarded at once (ZMTP.md). */
+	if (zmtp_greeting_check(d->greet, d->greet_have + n,
+				(const char(*)[ZMTP_MECH_LEN])cfg->mechanisms, cfg->n_mechanisms,
+				&why) != ZMTP_OK)
+		return relay_fail(c, d, "greeting", why);
+	if (evbuffer_remove_buffer(src->in, dst->out, n) != (int)n)
+		return relay_fail(c, d, "internal", "move failed");
+	d->greet_have += n;
+	if (d->greet_have == ZMTP_GREETING_LEN)
+		d->phase = DIR_HANDSHAKE;
+	return 0;
+}
+
+/* ---- handshake --------------------------------------------------------- */
+
+static bool relay_socket_type_allowed(const struct config_route *cfg, const char *t)
+{
+	for (size_t i = 0; i < cfg->n_socket_types; i++)
+		if (strcmp(cfg->socket_types[i], t) == 0)
+			return true;
+	return false;
+}
+
+/* The first frame each way is the handshake. libzmq ignores its flags, so a
+ * READY hidden in a data frame would be a command to the worker and data to
+ * a laxer parser: only a flagged, final command frame is accepted. */
+static int relay_handshake(struct conn *c, struct dir *d, struct side *src, struct side *dst)
+{
+	const struct config_route *cfg = c->lst->cfg;
+	uint8_t hdr[ZMTP_HDR_MAX];
+	uint8_t body[ZMTP_CMD_MAX];
+	size_t avail = evbuffer_get_length(src->in);
+	const char *why = NULL;
+	struct zmtp_ready ready;
+	enum zmtp_cmd cmd;
+
+	if (avail < 1)
+		return 0;
+	evbuffer_copyout(src->in, hdr, 1);
+	if (hdr[0] != ZMTP_FLAG_COMMAND && hdr[0] != (ZMTP_FLAG_COMMAND | ZMTP_FLAG_LONG))
+		return relay_fail(c, d, "handshake", "first frame is not a command frame");
+	size_t hlen = (hdr[0] & ZMTP_FLAG_LONG) ? 9 : 2;
+	if (avail < hlen)
+		return 0;
+	evbuffer_copyout(src->in, hdr, hlen);
+	uint64_t size = 0;
+	for (size_t i = 1; i < hlen; i++)
+		size = (size << 8) | hdr[i];
+	if (size > ZMTP_CMD_MAX)
+		return relay_fail(c, d, "handshake", "handshake command too large");
+	if (avail < hlen + size)
+		return 0;
+
+	struct evbuffer_ptr pos;
+	if (evbuffer_ptr_set(src->in, &pos, hlen, EVBUFFER_PTR_SET) < 0 ||
+	    evbuffer_copyout_from(src->in, &pos, body, size) != (ev_ssize_t)size)
+		return relay_fail(c, d, "internal", "copyout failed");
+	if (zmtp_handshake_parse(body, size, &cmd, &ready, &why) != ZMTP_OK)
+		return relay_fail(c, d, "handshake", why);
+
+	if (cmd == ZMTP_CMD_READY && d->from_client && cfg->n_socket_types > 0 &&
+	    (ready.socket_type[0] == '\0' || !relay_socket_type_allowed(cfg, ready.socket_type))) {
+		const char *t = ready.socket_type[0] ? ready.socket_type : "(none)";
+		if (!c->log_only)
+			return relay_fail(c, d, "socket-type", t);
+		struct log_ctx ctx = relay_ctx(c);
+		log_event(LOG_WARN, &ctx, &c->lst->rl, "would-reject", LOG_STR("reason", "socket-type"),
+			  LOG_STR("detail", t), LOG_END);
+	}
+	if (evbuffer_remove_buffer(src->in, dst->out, hlen + size) != (int)(hlen + size))
+		return relay_fail(c, d, "internal", "move failed");
+	/* ERROR: the worker's reason reaches the client; the sender then closes. */
+	d->phase = cmd == ZMTP_CMD_ERROR ? DIR_ERRORED : DIR_TRAFFIC;
+	return 0;
+}
+
+/* ---- traffic ----------------------------------------------------------- */
+
+/* Move the judged prefix to the other side: one call for many frames. */
+static int relay_flush(struct side *src, struct side *dst, size_t *fwd)
+{
+	if (*fwd == 0)
+		return 0;
+	int moved = evbuffer_remove_buffer(src->in, dst->out, *fwd);
+	if (moved < 0 || (size_t)moved != *fwd)
+		return -1;
+	*fwd = 0;
+	return 0;
+}
+
+static void relay_log_pickle(struct conn *c, struct dir *d, const char *event)
+{
+	struct log_ctx ctx = relay_ctx(c);
+	log_event(LOG_WARN, &ctx, &c->lst->rl, event, LOG_STR("reason", "pickle"),
+		  LOG_STR("opcode", pscan_reason(d->ps)), LOG_U64("offset", pscan_offset(d->ps)),
+		  LOG_U64("frame", d->frame_idx), LOG_U64("frame_size", d->dec.size),
+		  LOG_BYTES("head", d->head, d->head_len), LOG_END);
+}
+
+/* The current data frame's verdict is known; its bytes so far are the
+ * `parsed` region. Decide where they, the held frames and the rest go. */
+static int relay_judge(struct conn *c, struct dir *d, struct side *src, struct side *dst,
+		       size_t *fwd, enum pscan_verdict v)
+{
+	const struct config_route *cfg = c->lst->cfg;
+
+	d->frame_judged = true;
+	if (v == PSCAN_PICKLE) {
+		if (c->log_only) {
+			relay_log_pickle(c, d, "would-drop");
+		} else {
+			relay_log_pickle(c, d, "drop");
+			d->dropped++;
+			if (relay_flush(src, dst, fwd) < 0)
+				return relay_fail(c, d, "internal", "move failed");
+			if (cfg->on_violation == CONFIG_ON_VIOLATION_CLOSE) {
+				c->close_reason = "pickle";
+				c->close_detail = pscan_reason(d->ps);
+				return -1;
+			}
+			evbuffer_drain(src->in, d->parsed);
+			evbuffer_drain(d->hold, evbuffer_get_length(d->hold));
+			d->parsed = 0;
+			d->msg = MSG_DROP;
+			d->dest = FRAME_DRAIN;
+			return 0;
+		}
+	}
+	if (d->frame_more) {
+		/* Clean, but a later frame may still condemn the message. */
+		if (relay_flush(src, dst, fwd) < 0 ||
+		    evbuffer_remove_buffer(src->in, d->hold, d->parsed) != (int)d->parsed)
+			return relay_fail(c, d, "internal", "move failed");
+		d->parsed = 0;
+		d->msg = MSG_HOLD;
+		d->dest = FRAME_HOLD;
+		return 0;
+	}
+	/* Last frame and clean: release the message. Commands that arrived
+	 * mid-message (in fwd) go first; they are not part of it. */
+	if (evbuffer_get_length(d->hold) > 0) {
+		if (relay_flush(src, dst, fwd) < 0 || evbuffer_add_buffer(dst->out, d->hold) < 0)
+			return relay_fail(c, d, "internal", "move failed");
+	}
+	*fwd += d->parsed;
+	d->parsed = 0;
+	d->msg = MSG_IDLE;
+	d->dest = FRAME_FWD;
+	return 0;
+}
+
+static int relay_on_header(struct conn *c, struct dir *d, struct side *src, struct side *dst,
+			   size_t *fwd)
+{
+	const struct config_route *cfg = c->lst->cfg;
+	uint8_t flags = d->dec.flags;
+
+	d->frame_cmd = (flags & ZMTP_FLAG_COMMAND) != 0;
+	d->frame_more = (flags & ZMTP_FLAG_MORE) != 0;
+	d->frame_judged = false;
+	d->frame_seen = 0;
+	d->head_len = 0;
+
+	if (d->frame_cmd) {
+		if (d->dec.size > ZMTP_CMD_MAX)
+			return relay_fail(c, d, "bad-command", "command too large");
+		d->dest = FRAME_PENDING;
+		return 0;
+	}
+	if (d->msg == MSG_IDLE) {
+		d->frame_idx = 0;
+		d->msg_bytes = 0;
+	}
+	d->msg_bytes += d->dec.size;
+	if (d->from_client && d->msg_bytes > cfg->max_message_size)
+		return relay_fail(c, d, "message-too-large", "message exceeds max_message_size");
+
+	if (!d->scan) {
+		d->dest = FRAME_FWD;
+		*fwd += d->parsed;
+		d->parsed = 0;
+		return 0;
+	}
+	if (d->msg == MSG_DROP) {
+		d->dest = FRAME_DRAIN;
+		if (relay_flush(src, dst, fwd) < 0)
+			return relay_fail(c, d, "internal", "move failed");
+		evbuffer_drain(src->in, d->parsed);
+		d->parsed = 0;
+		return 0;
+	}
+	d->dest = FRAME_PENDING;
+	pscan_init(d->ps);
+	return 0;
+}
+
+/* A command frame is complete in the `parsed` region: validate, forward. */
+static int relay_on_command(struct conn *c, struct dir *d, struct side *src, size_t *fwd)
+{
+	uint8_t body[ZMTP_CMD_MAX];
+	size_t hlen = d->dec.hdr_len, n = (size_t)d->dec.size;
+	struct evbuffer_ptr pos;
+	enum zmtp_cmd cmd;
+	const char *why = NULL;
+
+	if (evbuffer_ptr_set(src->in, &pos, *fwd + hlen, EVBUFFER_PTR_SET) < 0 ||
+	    evbuffer_copyout_from(src->in, &pos, body, n) != (ev_ssize_t)n)
+		return relay_fail(c, d, "internal", "copyout failed");
+	if (zmtp_command_parse(body, n, &cmd, &why) != ZMTP_OK)
+		return relay_fail(c, d, "bad-command", why);
+	/* Commands are not part of a message: they may pass ahead of held frames. */
+	*fwd += d->parsed;
+	d->parsed = 0;
+	d->dest = FRAME_FWD;
+	return 0;
+}
+
+static void relay_frame_done(struct dir *d)
+{
+	if (d->frame_cmd)
+		return;
+	if (d->frame_more) {
+		d->frame_idx++;
+		return;
+	}
+	d->msgs++;
+	d->msg = MSG_IDLE;
+}
+
+/* Handle one decoder event. Returns 1 when the input buffer was modified
+ * (the walk must re-peek), 0 to go on, -1 to close. */
+static int relay_event(struct conn *c, struct dir *d, struct side *src, struct side *dst,
+		       size_t *fwd, const struct zmtp_ev *ev, size_t used)
+{
+	int changed = 0;
+
+	if (ev->kind == ZMTP_EV_ERROR) {
+		if (relay_flush(src, dst, fwd) < 0)
+			return relay_fail(c, d, "internal", "move failed");
+		return relay_fail(c, d, ev->why, "frame header");
+	}
+	if (ev->kind == ZMTP_EV_NEED_MORE) {
+		d->parsed += used; /* part of a header */
+		return 0;
+	}
+	if (ev->kind == ZMTP_EV_HEADER) {
+		d->parsed += used;
+		if (relay_on_header(c, d, src, dst, fwd) < 0)
+			return -1;
+		changed = d->dest == FRAME_DRAIN;
+		if (ev->frame_end) {
+			if (d->frame_cmd)
+				return relay_on_command(c, d, src, fwd) < 0 ? -1 : 1;
+			if (d->dest == FRAME_PENDING) {
+				if (relay_judge(c, d, src, dst, fwd, pscan_finish(d->ps)) < 0)
+					return -1;
+				changed = 1;
+			}
+			relay_frame_done(d);
+		}
+		return changed;
+	}
+
+	/* BODY */
+	switch (d->dest) {
+	case FRAME_FWD:
+		*fwd += used;
+		break;
+	case FRAME_DRAIN:
+		if (relay_flush(src, dst, fwd) < 0)
+			return relay_fail(c, d, "internal", "move failed");
+		evbuffer_drain(src->in, used);
+		changed = 1;
+		break;
+	case FRAME_HOLD:
+		if (relay_flush(src, dst, fwd) < 0 ||
+		    evbuffer_remove_buffer(src->in, d->hold, used) != (int)used)
+			return relay_fail(c, d, "internal", "move failed");
+		changed = 1;
+		break;
+	case FRAME_PENDING:
+		d->parsed += used;
+		if (d->frame_cmd) {
+			if (ev->frame_end)
+				return relay_on_command(c, d, src, fwd) < 0 ? -1 : 1;
+			break;
+		}
+		if (d->head_len < sizeof(d->head)) {
+			size_t k = sizeof(d->head) - d->head_len;
+			if (k > used)
+				k = used;
+			memcpy(d->head + d->head_len, ev->p, k);
+			d->head_len += k;
+		}
+		d->frame_seen += used;
+		enum pscan_verdict v = pscan_feed(d->ps, ev->p, used);
+		if (v == PSCAN_NEED_MORE && ev->frame_end)
+			v = pscan_finish(d->ps);
+		if (v != PSCAN_NEED_MORE) {
+			if (relay_judge(c, d, src, dst, fwd, v) < 0)
+				return -1;
+			changed = 1;
+		}
+		break;
+	}
+	if (ev->frame_end)
+		relay_frame_done(d);
+	return changed;
+}
+
+static int relay_traffic(struct conn *c, struct dir *d, struct side *src, struct side *dst)
+{
+	size_t fwd = 0;
+
+	for (;;) {
+		struct evbuffer_iovec v[RELAY_IOV];
+		struct evbuffer_ptr pos;
+		size_t skip = fwd + d->parsed;
+		int changed = 0;
+
+		if (skip >= evbuffer_get_length(src->in))
+			break;
+		if (evbuffer_ptr_set(src->in, &pos, skip, EVBUFFER_PTR_SET) < 0)
+			return relay_fail(c, d, "internal", "ptr");
+		int nv = evbuffer_peek(src->in, -1, &pos, v, RELAY_IOV);
+		if (nv > RELAY_IOV)
+			nv = RELAY_IOV;
+		for (int i = 0; i < nv && !changed; i++) {
+			const uint8_t *p = v[i].iov_base;
+			size_t n = v[i].iov_len;
+			while (n > 0 && !changed) {
+				struct zmtp_ev ev;
+				size_t used = zmtp_dec_step(&d->dec, p, n, &ev);
+				changed = relay_event(c, d, src, dst, &fwd, &ev, used);
+				if (changed < 0)
+					return -1;
+				p += used;
+				n -= used;
+			}
+		}
+		/* Keep skips short: what is judged leaves before the next peek. */
+		if (relay_flush(src, dst, &fwd) < 0)
+			return relay_fail(c, d, "internal", "move failed");
+	}
+	return relay_flush(src, dst, &fwd) < 0 ? relay_fail(c, d, "internal", "move failed") : 0;
+}
+
+int relay_process(struct conn *c, struct dir *d, struct side *src, struct side *dst)
+{
+	for (;;) {
+		enum dir_phase before = d->phase;
+		size_t len = evbuffer_get_length(src->in);
+
+		switch (d->phase) {
+		case DIR_GREETING:
+			if (relay_greeting(c, d, src, dst) < 0)
+				return -1;
+			break;
+		case DIR_HANDSHAKE:
+			if (relay_handshake(c, d, src, dst) < 0)
+				return -1;
+			break;
+		case DIR_TRAFFIC:
+			return relay_traffic(c, d, src, dst);
+		case DIR_ERRORED:
+			if (len > 0)
+				return relay_fail(c, d, "protocol", "bytes after ERROR");
+			return 0;
+		}
+		if (d->phase == before)
+			return 0;
+	}
+}

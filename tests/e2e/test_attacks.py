@@ -1,0 +1,521 @@
+"""Attacks through zmtpfw against a worker that really unpickles every frame.
+
+A successful attack creates the marker file. Every "dropped" case also sends
+a clean message afterwards and waits for it, so a dead connection or a dead
+worker cannot pass for a drop.
+"""
+
+import struct
+import subprocess
+import time
+
+import pytest
+import zmq
+
+import payloads as P
+import zmtp_raw as Z
+from conftest import PY, free_port, make_route, wait_until, zsock
+
+CLEAN = P.json_frame({"op": "generate", "prompt": "hello", "max_tokens": 8})
+
+
+def clean(i):
+    return P.json_frame({"op": "generate", "seq": i})
+
+
+def assert_not_received(worker, payload):
+    for m in worker.messages():
+        assert payload not in m, f"attack frame reached the worker: {payload[:60]!r}"
+
+
+def assert_safe(worker, marker, *payloads):
+    assert not marker.exists(), "ATTACK SUCCEEDED: marker file created by the worker"
+    for p in payloads:
+        assert_not_received(worker, p)
+
+
+def setup_pull(start_worker, start_zmtpfw, mode="enforce", **route_kw):
+    w = start_worker("PULL")
+    zf = start_zmtpfw([make_route("w", w.upstream, **route_kw)], mode=mode)
+    return w, zf
+
+
+def raw(zf, name="w", **kw):
+    return Z.RawClient("127.0.0.1", zf.port(name), **kw)
+
+
+# --- sanity of the payloads themselves (no zmtpfw needed) -------------------------
+
+@pytest.mark.nobinary
+def test_attack_payloads_really_execute(tmp_path):
+    """Every attack used below does create the marker when a worker loads it,
+    and every legit msgpack frame does not import: otherwise the tests prove
+    nothing."""
+    cases = {f"p{p}-{k}": P.evil(tmp_path / f"m-p{p}-{k}", p, k)
+             for p in range(6) for k in ("open", "system", "exec")}
+    cases.update({f"hw-{k}": v for k, v in P.handwritten(tmp_path / "m-hw").items()})
+    for name, data in cases.items():
+        assert P.reaches_import(data), name
+    for name, data in P.msgpack_frames().items():
+        assert not P.reaches_import(data), name
+    assert not P.reaches_import(CLEAN)
+    # Load them in a separate interpreter exactly like the worker does.
+    script = ("import pickle,sys\n"
+              "for h in sys.stdin.read().split():\n"
+              "    try: pickle.loads(bytes.fromhex(h))\n"
+              "    except Exception: pass\n")
+    subprocess.run([PY, "-c", script], input=" ".join(
+        P.evil(tmp_path / f"m-p{p}-{k}", p, k).hex() for p in range(6) for k in ("open", "system", "exec")),
+        text=True, check=True, timeout=30)
+    for p in range(6):
+        for k in ("open", "system", "exec"):
+            assert (tmp_path / f"m-p{p}-{k}").exists(), f"protocol {p} {k} attack does not work"
+    for name, data in P.handwritten(tmp_path / "m-hw").items():
+        (tmp_path / "m-hw").unlink(missing_ok=True)
+        subprocess.run([PY, "-c", script], input=data.hex(), text=True, check=True, timeout=30)
+        assert (tmp_path / "m-hw").exists(), f"handwritten {name} does not work"
+
+
+# --- pickles from a real pyzmq PUSH peer ----------------------------------------------
+
+@pytest.mark.parametrize("kind", ["open", "system", "exec"])
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+def test_pickle_protocol_dropped(start_worker, start_zmtpfw, zctx, marker, protocol, kind):
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    attack = P.evil(marker, protocol, kind)
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"))
+    s.send(attack)
+    s.send(CLEAN)
+    w.wait_message([CLEAN])
+    assert_safe(w, marker, attack)
+    assert w.messages() == [[CLEAN]]
+    d = zf.wait_event("drop", reason="pickle")
+    assert d["route"] == "w"
+    assert d["frame"] == 0
+    assert d["frame_size"] == len(attack)
+    op, off = P.first_import_op(attack)
+    assert d["opcode"] == op, d
+    assert d["offset"] == off, d
+    assert isinstance(d.get("head"), str) and d["head"], d
+    for k in ("ts", "level", "conn", "peer"):
+        assert k in d, f"drop line lacks {k}: {d}"
+
+
+@pytest.mark.parametrize("name", list(P.handwritten("/x")))
+def test_handwritten_pickle_dropped(start_worker, start_zmtpfw, zctx, marker, name):
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    attack = P.handwritten(marker)[name]
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"))
+    s.send(attack)
+    s.send(CLEAN)
+    w.wait_message([CLEAN])
+    assert_safe(w, marker, attack)
+    zf.wait_event("drop", reason="pickle", frame=0)
+
+
+@pytest.mark.parametrize("pos", [0, 1, 2])
+def test_pickle_in_multipart_drops_whole_message(start_worker, start_zmtpfw, zctx, marker, pos):
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    attack = P.evil(marker, 4)
+    frames = [P.json_frame({"part": i}) for i in range(3)]
+    frames[pos] = attack
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"))
+    s.send_multipart(frames)
+    nxt = [P.json_frame({"next": 1}), P.msgpack_frames()["array3"]]
+    s.send_multipart(nxt)
+    w.wait_message(nxt)
+    assert_safe(w, marker, attack)
+    # No frame of the dropped message reached the worker.
+    assert w.messages() == [nxt]
+    d = zf.wait_event("drop", reason="pickle")
+    assert d["frame"] == pos, d
+
+
+def test_pickle_byte_by_byte(start_worker, start_zmtpfw, marker):
+    """After a proper handshake, the pickle frame (header included) arrives one
+    byte per TCP segment; the scanner must decide the same as for one read."""
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    attack = P.handwritten(marker)["proto0-os-system"]
+    with raw(zf) as c:
+        c.handshake("PUSH")
+        c.send_slowly(Z.encode_frame(attack), delay=0.001)
+        c.send_slowly(Z.encode_frame(clean(1)), delay=0.001)
+        c.send(Z.encode_frame(clean(2)))
+        w.wait_message([clean(2)])
+        assert_safe(w, marker, attack)
+        assert w.messages() == [[clean(1)], [clean(2)]]
+        zf.wait_event("drop", reason="pickle", frame=0)
+
+
+def test_pickle_multipart_byte_by_byte(start_worker, start_zmtpfw, marker):
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    attack = P.evil(marker, 2)
+    with raw(zf) as c:
+        c.handshake("PUSH")
+        c.send_slowly(Z.encode_message([clean(0), attack, clean(9)]), delay=0.0005)
+        c.send(Z.encode_message([clean(1), clean(2)]))
+        w.wait_message([clean(1), clean(2)])
+        assert_safe(w, marker, attack)
+        assert w.messages() == [[clean(1), clean(2)]]
+        assert zf.wait_event("drop", reason="pickle")["frame"] == 1
+
+
+@pytest.mark.parametrize("where", ["single", "second-of-two"])
+def test_long_form_size_small_pickle(start_worker, start_zmtpfw, marker, where):
+    """Long form (flags 0x02, 8-byte size) for a frame < 256 bytes is legal
+    and libzmq accepts it: the scanner must still see the pickle."""
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    attack = P.evil(marker, 3)
+    assert len(attack) < 256
+    with raw(zf) as c:
+        c.handshake("PUSH")
+        if where == "single":
+            c.send(Z.encode_frame(attack, long=True))
+        else:
+            c.send(Z.encode_frame(clean(0), more=True) + Z.encode_frame(attack, long=True))
+        # A clean long-form frame must arrive byte-exact.
+        c.send(Z.encode_frame(clean(1), long=True))
+        c.send(Z.encode_frame(clean(2)))
+        w.wait_message([clean(2)])
+        assert_safe(w, marker, attack)
+        assert w.messages() == [[clean(1)], [clean(2)]]
+        d = zf.wait_event("drop", reason="pickle")
+        assert d["frame"] == (0 if where == "single" else 1)
+        assert d["frame_size"] == len(attack)
+
+
+@pytest.mark.parametrize("flags,body", [(0x08, "clean"), (0x80, "pickle"), (0x10, "pickle"), (0x09, "clean")],
+                         ids=["0x08-clean", "0x80-pickle", "0x10-pickle", "0x09-more-clean"])
+def test_reserved_flag_bits_close(start_worker, start_zmtpfw, zctx, marker, flags, body):
+    """libzmq ignores bits 3-7, so a frame with them is an ordinary data frame
+    to the worker: zmtpfw must close the connection and forward nothing."""
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    payload = P.evil(marker, 0) if body == "pickle" else clean(7)
+    with raw(zf) as c:
+        c.handshake("PUSH")
+        c.send(Z.encode_frame(clean(0)))
+        w.wait_message([clean(0)])
+        c.send(Z.encode_frame(payload, flags=flags))
+        c.try_send(Z.encode_frame(clean(1)))
+        assert c.wait_closed(5), "zmtpfw kept the connection open after reserved flag bits"
+    d = zf.wait_event("close", reason="reserved-flags")
+    # A new connection still works; the bad frame never reached the worker.
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"))
+    s.send(clean(2))
+    w.wait_message([clean(2)])
+    assert_safe(w, marker, payload)
+    assert [clean(1)] not in w.messages()
+    assert w.messages() == [[clean(0)], [clean(2)]]
+
+
+def test_ready_in_data_frame_refused(start_worker, start_zmtpfw, marker):
+    """libzmq accepts a READY whose flags say data (0x00); zmtpfw must refuse
+    it rather than get out of step with the worker."""
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    attack = P.evil(marker, 0)
+    with raw(zf) as c:
+        c.greet()
+        c.send(Z.encode_frame(Z.ready_body("PUSH"), flags=0x00))
+        try:
+            c.recv_ready(timeout=2)  # the worker's READY may or may not be relayed
+        except (Z.Closed, TimeoutError, AssertionError):
+            pass
+        c.try_send(Z.encode_frame(attack))
+        c.try_send(Z.encode_frame(clean(1)))
+        assert c.wait_closed(5), "connection with READY in a data frame stayed open"
+    zf.wait_event("reject", reason="handshake")
+    time.sleep(0.3)  # let anything wrongly forwarded reach the worker
+    assert_safe(w, marker, attack)
+    assert w.messages() == []
+
+
+def test_ready_with_more_flag_not_a_command_refused(start_worker, start_zmtpfw, marker):
+    """A READY with flags 0x01 (data + MORE) is still not a flagged command."""
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    attack = P.evil(marker, 0)
+    with raw(zf) as c:
+        c.greet()
+        c.send(Z.encode_frame(Z.ready_body("PUSH"), flags=0x01))
+        c.try_send(Z.encode_frame(attack))
+        assert c.wait_closed(5)
+    zf.wait_event("reject", reason="handshake")
+    time.sleep(0.3)
+    assert_safe(w, marker, attack)
+    assert w.messages() == []
+
+
+def _zmtp1_frame(body):
+    n = len(body) + 1
+    if n < 255:
+        return bytes([n, 0]) + body
+    return b"\xff" + struct.pack(">Q", n) + b"\x00" + body
+
+
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+def test_old_zmtp_greeting_refused(start_worker, start_zmtpfw, marker, version):
+    """libzmq silently speaks 1.0/2.0 framing to such peers (no READY, no
+    Socket-Type check): zmtpfw must refuse the greeting."""
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    attack = P.evil(marker, 0)
+    if version == "1.0":
+        # Unversioned: first byte is the identity frame's length, not 0xFF.
+        data = _zmtp1_frame(b"") + _zmtp1_frame(attack) + _zmtp1_frame(clean(1))
+    else:
+        # ZMTP 2.0: signature, revision 0x01, socket type 8 (PUSH), then
+        # an identity frame and data frames in 2.0 framing.
+        data = Z.SIGNATURE + b"\x01\x08" + b"\x00\x00" + Z.encode_frame(attack) + Z.encode_frame(clean(1))
+    with raw(zf) as c:
+        c.try_send(data)
+        assert c.wait_closed(5), f"ZMTP {version} greeting not refused"
+    d = zf.wait_event("reject", reason="greeting")
+    assert d.get("detail"), d
+    time.sleep(0.3)
+    assert_safe(w, marker, attack)
+    assert w.messages() == []
+
+
+def test_zmtp20_greeting_libzmq_order_refused(start_worker, start_zmtpfw, marker):
+    """Same as above, but the 2.0 client waits for the peer's signature
+    first, like libzmq: refusal must come at the revision byte."""
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    with raw(zf) as c:
+        c.send(Z.SIGNATURE)
+        try:
+            c.recv_exact(10, timeout=3)
+        except (Z.Closed, TimeoutError):
+            pass
+        c.try_send(b"\x01\x08\x00\x00" + Z.encode_frame(P.evil(marker, 0)))
+        assert c.wait_closed(5)
+    zf.wait_event("reject", reason="greeting")
+    assert not marker.exists()
+
+
+def test_wrong_mechanism_refused(start_worker, start_zmtpfw):
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    with raw(zf) as c:
+        c.send(Z.SIGNATURE)
+        c.recv_exact(10)
+        c.send(b"\x03")
+        c.recv_exact(1)
+        c.try_send(Z.greeting_rest(1, b"PLAIN" + b"\x00" * 15))
+        assert c.wait_closed(5)
+    zf.wait_event("reject", reason="greeting")
+
+
+# --- allowlist ----------------------------------------------------------------------
+
+def test_not_allowed_source_never_dials_upstream(start_zmtpfw, tcp_sink):
+    """allow=127.0.0.1/32, client from 127.0.0.2: refused before the upstream
+    is dialled (the upstream here is a plain listener we watch)."""
+    zf = start_zmtpfw([make_route("w", tcp_sink.upstream, allow=["127.0.0.1/32"])])
+    with raw(zf, source="127.0.0.2") as c:
+        assert c.local[0] == "127.0.0.2"
+        c.try_send(Z.full_greeting())
+        assert c.wait_closed(5), "connection from a non-allowed source stayed open"
+        src = "%s:%d" % c.local
+    d = zf.wait_event("reject", reason="not-allowed")
+    assert d.get("peer") == src, d
+    assert not zf.events("accept", peer=src), "non-allowed peer logged as accepted"
+    time.sleep(0.3)
+    assert tcp_sink.poll() == [], "zmtpfw dialled the upstream for a non-allowed peer"
+    # Positive control: an allowed peer does make zmtpfw dial the upstream.
+    with raw(zf) as c:
+        c.send(Z.full_greeting())
+        wait_until(lambda: len(tcp_sink.poll()) == 1, 5, what="upstream connection for an allowed peer")
+    zf.wait_event("accept", peer=lambda p: p and p.startswith("127.0.0.1:"))
+
+
+def test_not_allowed_source_real_worker(start_worker, start_zmtpfw, zctx, marker):
+    w, zf = setup_pull(start_worker, start_zmtpfw, allow=["127.0.0.1/32"])
+    attack = P.evil(marker, 4)
+    bad = zsock(zctx, zmq.PUSH, zf.endpoint("w"), source="127.0.0.2")
+    bad.send(attack)  # queued; libzmq keeps retrying the refused connection
+    zf.wait_event("reject", reason="not-allowed", peer=lambda p: p and p.startswith("127.0.0.2:"))
+    # Control from an allowed address on the same route.
+    good = zsock(zctx, zmq.PUSH, zf.endpoint("w"))
+    good.send(CLEAN)
+    w.wait_message([CLEAN])
+    accepted = [e for e in w.conn_events() if e["event"] == "ACCEPTED"]
+    assert len(accepted) == 1, f"worker saw connections {w.conn_events()} (only the allowed peer should appear)"
+    assert w.messages() == [[CLEAN]]
+    assert not marker.exists()
+
+
+def test_allowlist_cidr_range(start_worker, start_zmtpfw, zctx):
+    """A /24 that covers 127.0.0.x but a /32 that does not cover 127.0.0.3."""
+    w = start_worker("PULL")
+    zf = start_zmtpfw([make_route("w", w.upstream, allow=["127.0.0.0/24", "10.0.0.0/8"]),
+                       make_route("n", w.upstream, allow=["127.0.0.2/32"])])
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"), source="127.0.0.3")
+    s.send(clean(1))
+    w.wait_message([clean(1)])
+    with Z.RawClient("127.0.0.1", zf.port("n"), source="127.0.0.3") as c:
+        assert c.wait_closed(5)
+    zf.wait_event("reject", reason="not-allowed", route="n")
+    with Z.RawClient("127.0.0.1", zf.port("n"), source="127.0.0.2") as c:
+        c.handshake("PUSH")
+        c.send(Z.encode_frame(clean(2)))
+        w.wait_message([clean(2)])
+
+
+# --- on_violation = close -------------------------------------------------------------
+
+def test_on_violation_close(start_worker, start_zmtpfw, marker):
+    w, zf = setup_pull(start_worker, start_zmtpfw, on_violation="close")
+    attack = P.evil(marker, 2)
+    with raw(zf) as c:
+        c.handshake("PUSH")
+        c.send(Z.encode_frame(clean(0)))
+        w.wait_message([clean(0)])
+        c.send(Z.encode_frame(attack))
+        c.try_send(Z.encode_frame(clean(1)))
+        assert c.wait_closed(5), "on_violation=close did not close the connection"
+    zf.wait_event("close", reason="pickle")
+    time.sleep(0.3)
+    assert_safe(w, marker, attack)
+    assert w.messages() == [[clean(0)]]
+
+
+# --- size limits and malformed frames ---------------------------------------------------
+
+def _close_case(start_worker, start_zmtpfw, zctx, marker, send_bad, reason, **route_kw):
+    w, zf = setup_pull(start_worker, start_zmtpfw, **route_kw)
+    with raw(zf) as c:
+        c.handshake("PUSH")
+        c.send(Z.encode_frame(clean(0)))
+        w.wait_message([clean(0)])
+        send_bad(c)
+        assert c.wait_closed(5), f"expected close ({reason})"
+    d = zf.wait_event("close", reason=reason)
+    zf.assert_alive()
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"))
+    s.send(clean(5))
+    w.wait_message([clean(5)])
+    assert w.messages() == [[clean(0)], [clean(5)]]
+    assert not marker.exists()
+    return d
+
+
+def test_frame_size_2_pow_62(start_worker, start_zmtpfw, zctx, marker):
+    def bad(c):
+        c.try_send(b"\x02" + struct.pack(">Q", 1 << 62) + P.evil(marker, 0))
+    _close_case(start_worker, start_zmtpfw, zctx, marker, bad, "frame-too-large")
+
+
+def test_frame_size_max_u64(start_worker, start_zmtpfw, zctx, marker):
+    def bad(c):
+        c.try_send(b"\x02" + b"\xff" * 8 + b"x" * 16)
+    _close_case(start_worker, start_zmtpfw, zctx, marker, bad, "frame-too-large")
+
+
+def test_frame_over_configured_limit(start_worker, start_zmtpfw, zctx, marker):
+    def bad(c):
+        c.try_send(Z.encode_frame(b"{" + b"x" * 2000))
+    _close_case(start_worker, start_zmtpfw, zctx, marker, bad, "frame-too-large",
+                max_frame_size=1024, max_message_size=4096)
+
+
+def test_message_over_configured_limit(start_worker, start_zmtpfw, zctx, marker):
+    def bad(c):
+        part = b"{" + b"x" * 999
+        c.try_send(Z.encode_message([part, part, part, part, part]))
+    _close_case(start_worker, start_zmtpfw, zctx, marker, bad, "message-too-large",
+                max_frame_size=1024, max_message_size=4096)
+
+
+def test_command_with_more_flag(start_worker, start_zmtpfw, zctx, marker):
+    def bad(c):
+        c.try_send(Z.encode_frame(b"\x04PING\x00\x00", flags=0x05) + Z.encode_frame(P.evil(marker, 0)))
+    _close_case(start_worker, start_zmtpfw, zctx, marker, bad, "command-more")
+
+
+def test_ping_command_passes(start_worker, start_zmtpfw):
+    """Legit commands after the handshake are fine and do not desync parsing."""
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    with raw(zf) as c:
+        c.handshake("PUSH")
+        c.send(Z.encode_frame(b"\x04PING\x00\x0a", command=True))
+        c.send(Z.encode_frame(clean(1)))
+        w.wait_message([clean(1)])
+
+
+# --- handshake policing -------------------------------------------------------------------
+
+def test_handshake_timeout(start_worker, start_zmtpfw):
+    w, zf = setup_pull(start_worker, start_zmtpfw, handshake_timeout_ms=500)
+    with raw(zf) as c:
+        c.send(Z.SIGNATURE)
+        t0 = time.monotonic()
+        assert c.wait_closed(6), "half-open handshake not timed out"
+        assert time.monotonic() - t0 < 5
+    zf.wait_event("close", reason="handshake-timeout")
+
+
+def test_socket_type_not_allowed(start_worker, start_zmtpfw, zctx, marker):
+    """socket_types = ["DEALER"]: a REQ peer (valid for the ROUTER worker as
+    far as libzmq is concerned) is refused; a DEALER peer works."""
+    w = start_worker("ROUTER")
+    zf = start_zmtpfw([make_route("w", w.upstream, socket_types=["DEALER"])])
+    with raw(zf) as c:
+        c.greet()
+        c.send_ready("REQ")
+        try:
+            c.recv_ready(timeout=2)
+        except (Z.Closed, TimeoutError, AssertionError):
+            pass
+        c.try_send(Z.encode_message([b"", P.evil(marker, 0)]))
+        assert c.wait_closed(5)
+    zf.wait_event("reject", reason="socket-type")
+    d = zsock(zctx, zmq.DEALER, zf.endpoint("w"))
+    d.send_multipart([clean(1)])
+    assert d.recv_multipart() == [clean(1)]
+    assert not marker.exists()
+    assert w.messages() == [[clean(1)]]
+
+
+# --- connection limits ------------------------------------------------------------------------
+
+def test_max_connections(start_worker, start_zmtpfw):
+    w, zf = setup_pull(start_worker, start_zmtpfw, max_connections=1)
+    c1 = raw(zf)
+    try:
+        c1.handshake("PUSH")
+        with raw(zf) as c2:
+            assert c2.wait_closed(5), "second connection admitted over max_connections=1"
+        zf.wait_event("reject", reason="max-connections")
+        c1.send(Z.encode_frame(clean(1)))
+        w.wait_message([clean(1)])
+    finally:
+        c1.close()
+    zf.wait_event("close", reason="client-closed")
+    # The slot is free again.
+    def third():
+        with raw(zf) as c3:
+            try:
+                c3.handshake("PUSH")
+            except (Z.Closed, TimeoutError):
+                return False
+            c3.send(Z.encode_frame(clean(2)))
+            w.wait_message([clean(2)])
+            return True
+    wait_until(third, 5, interval=0.1, what="a connection after the first one closed")
+
+
+# --- the C client sending an attack ------------------------------------------------------------
+
+def test_c_client_pickle_dropped(start_worker, start_zmtpfw, zmq_client_bin, marker):
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    attack = P.evil(marker, 5)
+    r = subprocess.run([str(zmq_client_bin), "--connect", zf.endpoint("w"), "--type", "PUSH",
+                        "--count", "3", "--hexframe", CLEAN.hex(), "--hexframe", attack.hex(),
+                        "--timeout-ms", "5000"], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([str(zmq_client_bin), "--connect", zf.endpoint("w"), "--type", "PUSH",
+                        "--count", "2", "--size", "64", "--timeout-ms", "5000"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    w.wait_messages(2)
+    time.sleep(0.2)
+    assert w.messages() == [[P.client_frame(0, 0, 64)], [P.client_frame(1, 0, 64)]]
+    assert_safe(w, marker, attack)
+    wait_until(lambda: len(zf.events("drop", reason="pickle", frame=1)) == 3, 5, what="3 drop lines")

@@ -1,0 +1,130 @@
+#!/usr/bin/python3
+"""A stand-in for a Python inference worker, for the end-to-end tests.
+
+It binds a PULL, REP or ROUTER socket and, for every message, does what a
+real worker using ``recv_pyobj`` does to every payload frame:
+``pickle.loads(frame)`` inside try/except. That call is the attack surface
+zmtpfw protects: an attack pickle that gets through creates a marker file.
+
+Every received message is appended as one JSON line to the record file:
+  {"type": "msg", "frames": ["<hex>" | {"len": N, "sha256": "<hex>"}, ...],
+   "loaded": [<repr of pickle.loads result> | null, ...]}
+(ROUTER: the identity frame and an empty delimiter are not recorded.)
+Frames over 1 MiB are recorded as length + sha256, never as hex.
+Connection events of the bound socket (from a libzmq socket monitor) are
+recorded too: {"type": "event", "event": "ACCEPTED", ...}, so a test can
+assert that nobody ever connected.
+
+REP and ROUTER echo every message back unchanged.
+
+Prints "ready" on stdout once bound. Stops on SIGTERM/SIGINT.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import pickle
+import signal
+import sys
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+BIG = 1 << 20
+
+_stop = False
+
+
+def _on_signal(signum, frame):
+    global _stop
+    _stop = True
+
+
+def frame_repr(f):
+    if len(f) > BIG:
+        return {"len": len(f), "sha256": hashlib.sha256(f).hexdigest()}
+    return f.hex()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--type", choices=["PULL", "REP", "ROUTER"], default="PULL")
+    ap.add_argument("--bind", required=True, help="tcp://127.0.0.1:PORT or ipc:///path")
+    ap.add_argument("--record", required=True)
+    ap.add_argument("--no-unpickle", action="store_true",
+                    help="only record frames, never pickle.loads them")
+    args = ap.parse_args()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    ctx = zmq.Context()
+    sock = ctx.socket(getattr(zmq, args.type))
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, 0)
+    # 64 MiB test message and larger must get through libzmq unhindered.
+    sock.setsockopt(zmq.MAXMSGSIZE, -1)
+    mon = sock.get_monitor_socket()
+    sock.bind(args.bind)
+
+    rec = open(args.record, "a", buffering=1)
+    print("ready", flush=True)
+
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    poller.register(mon, zmq.POLLIN)
+    while not _stop:
+        try:
+            ready = dict(poller.poll(100))
+        except zmq.ZMQError:
+            continue  # EINTR on signal
+        if mon in ready:
+            while True:
+                try:
+                    ev = recv_monitor_message(mon, zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                try:
+                    name = zmq.Event(ev["event"]).name
+                except ValueError:
+                    name = str(ev["event"])
+                rec.write(json.dumps({"type": "event", "event": name,
+                                      "endpoint": ev["endpoint"].decode(errors="replace")}) + "\n")
+        if sock in ready:
+            while True:
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                payload = frames
+                if args.type == "ROUTER":
+                    payload = frames[1:]
+                    if payload and payload[0] == b"":
+                        payload = payload[1:]
+                loaded = []
+                for f in payload:
+                    if args.no_unpickle:
+                        loaded.append(None)
+                        continue
+                    try:
+                        obj = pickle.loads(f)  # what recv_pyobj does
+                        loaded.append(repr(obj))
+                    except Exception:
+                        loaded.append(None)
+                rec.write(json.dumps({"type": "msg",
+                                      "frames": [frame_repr(f) for f in payload],
+                                      "loaded": loaded}) + "\n")
+                if args.type in ("REP", "ROUTER"):
+                    sock.send_multipart(frames)
+                if args.type == "REP":
+                    break  # REP must alternate recv/send
+    rec.close()
+    mon.close(0)
+    sock.close(0)
+    ctx.term()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,490 @@
+/* Unit tests for config. Run from the repository root (fixtures are in
+ * tests/unit/configs/, and conf/zmtpfw.conf is checked as a good case). */
+#include "zmtpfw/config.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+static int passed, failed;
+
+#define CHECK(cond, ...)                                                   \
+	do {                                                               \
+		if (cond) {                                                \
+			passed++;                                          \
+		} else {                                                   \
+			failed++;                                          \
+			printf("FAIL %s:%d: ", __FILE__, __LINE__);        \
+			printf(__VA_ARGS__);                               \
+			putchar('\n');                                     \
+		}                                                          \
+	} while (0)
+
+#define DIR "tests/unit/configs/"
+
+/* Does a hold family/ip/port (ip as text), or the unix path? */
+static bool addr_is(const struct config_addr *a, const char *ip, unsigned port)
+{
+	char buf[INET6_ADDRSTRLEN];
+	if (a->sa.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)&a->sa;
+		inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf));
+		return a->len == sizeof(*in) && ntohs(in->sin_port) == port &&
+		       strcmp(buf, ip) == 0;
+	}
+	if (a->sa.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)&a->sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof(buf));
+		return a->len == sizeof(*in6) && ntohs(in6->sin6_port) == port &&
+		       strcmp(buf, ip) == 0;
+	}
+	if (a->sa.ss_family == AF_UNIX) {
+		const struct sockaddr_un *un = (const void *)&a->sa;
+		return port == 0 && strcmp(un->sun_path, ip) == 0 &&
+		       a->len == offsetof(struct sockaddr_un, sun_path) + strlen(ip) + 1;
+	}
+	return false;
+}
+
+/* The list formatted as "a,b,c". */
+static const char *cidrs(const struct cidr_list *l)
+{
+	static char out[512];
+	size_t n = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < l->n; i++) {
+		char one[64];
+		cidr_format(&l->v[i], one, sizeof(one));
+		n += (size_t)snprintf(out + n, sizeof(out) - n, "%s%s", i ? "," : "", one);
+	}
+	return out;
+}
+
+static bool mech_is(const char m[20], const char *name)
+{
+	char want[20] = { 0 };
+	memcpy(want, name, strlen(name));
+	return memcmp(m, want, 20) == 0;
+}
+
+static struct config *load(const char *path)
+{
+	char err[512] = "";
+	struct config *c = config_load_file(path, err, sizeof(err));
+	CHECK(c != NULL, "load %s: %s", path, err);
+	return c;
+}
+
+static void test_good_full(void)
+{
+	struct config *c = load(DIR "good_full.conf");
+	const struct config_route *r;
+	if (c == NULL)
+		return;
+	CHECK(c->mode == CONFIG_MODE_LOG_ONLY, "global mode");
+	CHECK(c->log_level == LOG_DEBUG && c->log_format == LOG_FORMAT_TEXT, "log");
+	CHECK(strcmp(c->path, DIR "good_full.conf") == 0, "path '%s'", c->path);
+	CHECK(c->n_routes == 3, "n_routes %zu", c->n_routes);
+	if (c->n_routes != 3)
+		goto out;
+
+	r = &c->routes[0];
+	CHECK(strcmp(r->name, "sglang-scheduler") == 0, "name '%s'", r->name);
+	CHECK(r->line == 5, "line %d", r->line);
+	CHECK(addr_is(&r->listen, "0.0.0.0", 15555) && strcmp(r->listen.text, "0.0.0.0:15555") == 0,
+	      "listen");
+	CHECK(addr_is(&r->upstream, "127.0.0.1", 5555), "upstream");
+	CHECK(strcmp(cidrs(&r->allow), "10.0.0.0/8,::1/128,192.168.1.7/32") == 0, "allow %s",
+	      cidrs(&r->allow));
+	CHECK(strcmp(cidrs(&r->allow_pickle_from), "10.1.2.0/24") == 0, "allow_pickle_from %s",
+	      cidrs(&r->allow_pickle_from));
+	CHECK(r->pickle == CONFIG_PICKLE_ALLOW, "pickle");
+	CHECK(r->on_violation == CONFIG_ON_VIOLATION_CLOSE, "on_violation");
+	CHECK(r->n_mechanisms == 1 && mech_is(r->mechanisms[0], "NULL"), "mechanisms");
+	CHECK(r->n_socket_types == 2 && strcmp(r->socket_types[0], "PUSH") == 0 &&
+		      strcmp(r->socket_types[1], "DEALER") == 0,
+	      "socket_types");
+	CHECK(r->max_frame_size == 4294967296ull, "max_frame_size %llu",
+	      (unsigned long long)r->max_frame_size);
+	CHECK(r->max_message_size == 1048576, "max_message_size");
+	CHECK(r->handshake_timeout_ms == 100, "handshake");
+	CHECK(r->max_connections == 1000000, "max_connections");
+	CHECK(r->mode == CONFIG_MODE_ENFORCE, "route mode override");
+
+	r = &c->routes[1];
+	CHECK(strcmp(r->name, "route1") == 0, "default name '%s'", r->name);
+	CHECK(r->line == 21, "line %d", r->line);
+	CHECK(addr_is(&r->listen, "::1", 15556) && strcmp(r->listen.text, "[::1]:15556") == 0,
+	      "v6 listen");
+	CHECK(addr_is(&r->upstream, "/run/worker.sock", 0) &&
+		      strcmp(r->upstream.text, "unix:/run/worker.sock") == 0,
+	      "unix upstream");
+	CHECK(r->allow.n == 0 && r->allow_pickle_from.n == 0, "empty allow");
+	CHECK(r->pickle == CONFIG_PICKLE_DROP && r->on_violation == CONFIG_ON_VIOLATION_DROP_MESSAGE,
+	      "defaults");
+	CHECK(r->mode == CONFIG_MODE_LOG_ONLY, "inherits global mode");
+	CHECK(r->n_socket_types == 0 && r->n_mechanisms == 1 && mech_is(r->mechanisms[0], "NULL"),
+	      "default mechanisms");
+	CHECK(r->max_frame_size == CONFIG_DEF_MAX_FRAME && r->max_message_size == CONFIG_DEF_MAX_MESSAGE &&
+		      r->handshake_timeout_ms == CONFIG_DEF_HANDSHAKE_MS &&
+		      r->max_connections == CONFIG_DEF_MAX_CONNS,
+	      "default limits");
+
+	r = &c->routes[2];
+	CHECK(strcmp(r->name, "tokenizer") == 0, "name");
+	CHECK(addr_is(&r->listen, "0.0.0.0", 15557) && strcmp(r->listen.text, "*:15557") == 0,
+	      "* listen");
+	CHECK(addr_is(&r->upstream, "127.0.0.1", 5557) &&
+		      strcmp(r->upstream.text, "localhost:5557") == 0,
+	      "localhost upstream");
+	CHECK(strcmp(cidrs(&r->allow), "0.0.0.0/0") == 0, "allow as a list ( )");
+	CHECK(r->max_frame_size == 16 && r->max_message_size == (1ull << 62), "hex and 2^62");
+	CHECK(r->handshake_timeout_ms == 600000 && r->max_connections == 1, "bounds inclusive");
+out:
+	config_free(c);
+}
+
+static void test_good_minimal(void)
+{
+	struct config *c = load(DIR "good_minimal.conf");
+	const struct config_route *r;
+	if (c == NULL)
+		return;
+	CHECK(c->mode == CONFIG_MODE_ENFORCE && c->log_level == LOG_INFO &&
+		      c->log_format == LOG_FORMAT_JSON && c->n_routes == 1,
+	      "global defaults");
+	r = &c->routes[0];
+	CHECK(strcmp(r->name, "route0") == 0 && r->line == 2, "name/line");
+	CHECK(strcmp(cidrs(&r->allow), "127.0.0.1/32") == 0, "allow");
+	CHECK(r->mode == CONFIG_MODE_ENFORCE && r->pickle == CONFIG_PICKLE_DROP &&
+		      r->on_violation == CONFIG_ON_VIOLATION_DROP_MESSAGE && r->n_socket_types == 0 &&
+		      r->allow_pickle_from.n == 0 && r->n_mechanisms == 1 &&
+		      r->max_frame_size == 268435456 && r->max_message_size == 268435456 &&
+		      r->handshake_timeout_ms == 10000 && r->max_connections == 1024,
+	      "route defaults");
+	config_free(c);
+}
+
+static void test_good_order(void)
+{
+	struct config *c = load(DIR "good_order.conf");
+	if (c == NULL)
+		return;
+	CHECK(c->n_routes == 3 && c->mode == CONFIG_MODE_LOG_ONLY, "routes");
+	if (c->n_routes == 3) {
+		CHECK(c->routes[0].mode == CONFIG_MODE_LOG_ONLY &&
+			      c->routes[1].mode == CONFIG_MODE_LOG_ONLY &&
+			      c->routes[2].mode == CONFIG_MODE_ENFORCE,
+		      "mode set after routes is inherited");
+		CHECK(addr_is(&c->routes[0].upstream, "::1", 5555), "v6 upstream");
+		CHECK(addr_is(&c->routes[2].listen, "::", 15555), "[::] listen");
+		CHECK(strcmp(cidrs(&c->routes[0].allow), "::/0") == 0, "::/0");
+	}
+	config_free(c);
+}
+
+/* The libconfig 1.5 pre-scan must not trip on digits in comments or
+ * strings, and accepts the largest plain ints. */
+static void test_good_numbers(void)
+{
+	struct config *c = load(DIR "good_numbers.conf");
+	const struct config_route *r;
+	if (c == NULL)
+		return;
+	r = &c->routes[0];
+	CHECK(strcmp(r->name, "n4294967296") == 0, "name");
+	CHECK(addr_is(&r->upstream, "/run/4294967296.sock", 0), "unix path with digits");
+	CHECK(r->max_frame_size == 2147483647 && r->max_message_size == 0x7fffffff &&
+		      r->max_connections == 100,
+	      "values %llu %llu %u", (unsigned long long)r->max_frame_size,
+	      (unsigned long long)r->max_message_size, r->max_connections);
+	config_free(c);
+}
+
+static void test_shipped(void)
+{
+	struct config *c = load("conf/zmtpfw.conf");
+	const struct config_route *r;
+	if (c == NULL)
+		return;
+	CHECK(c->mode == CONFIG_MODE_ENFORCE && c->log_level == LOG_INFO &&
+		      c->log_format == LOG_FORMAT_JSON && c->n_routes == 1,
+	      "shipped globals");
+	r = &c->routes[0];
+	CHECK(strcmp(r->name, "worker") == 0, "name");
+	CHECK(addr_is(&r->listen, "0.0.0.0", 15555) && addr_is(&r->upstream, "127.0.0.1", 5555),
+	      "addresses");
+	CHECK(strcmp(cidrs(&r->allow), "127.0.0.0/8,::1/128") == 0, "allow %s", cidrs(&r->allow));
+	CHECK(r->allow_pickle_from.n == 0 && r->pickle == CONFIG_PICKLE_DROP &&
+		      r->on_violation == CONFIG_ON_VIOLATION_DROP_MESSAGE &&
+		      r->mode == CONFIG_MODE_ENFORCE && r->n_socket_types == 0 &&
+		      r->n_mechanisms == 1 && mech_is(r->mechanisms[0], "NULL"),
+	      "shipped policy");
+	CHECK(r->max_frame_size == CONFIG_DEF_MAX_FRAME && r->max_message_size == CONFIG_DEF_MAX_MESSAGE &&
+		      r->handshake_timeout_ms == CONFIG_DEF_HANDSHAKE_MS &&
+		      r->max_connections == CONFIG_DEF_MAX_CONNS,
+	      "shipped values equal the built-in defaults");
+	config_free(c);
+}
+
+/* Each bad fixture: the exact line and part of the message. */
+static const struct {
+	const char *file;
+	int line;
+	const char *msg;
+} bad[] = {
+	{ "bad_syntax", 3, "syntax error" },
+	{ "bad_dup_key", 6, "duplicate setting name" },
+	{ "bad_unknown_top", 3, "unknown key 'routez'" },
+	{ "bad_unknown_log", 4, "unknown key 'colour' in log" },
+	{ "bad_unknown_route", 6, "unknown key 'alow' in route" },
+	{ "bad_type_listen", 3, "listen: expected a string, got an integer" },
+	{ "bad_type_allow", 5, "allow: expected an array of strings" },
+	{ "bad_type_allow_elem", 6, "allow: element 1: expected a string" },
+	{ "bad_type_int", 6, "max_connections: expected an integer, got a string" },
+	{ "bad_type_float", 6, "handshake_timeout_ms: expected an integer, got a float" },
+	{ "bad_type_log", 2, "log: expected a group" },
+	{ "bad_type_mode", 2, "mode: expected a string, got a boolean" },
+	{ "bad_routes_group", 2, "routes: expected a list" },
+	{ "bad_route_not_group", 4, "element 0: expected a group" }, /* libconfig: line after */
+	{ "bad_missing_listen", 3, "route 'w': missing 'listen'" },
+	{ "bad_missing_upstream", 3, "missing 'upstream'" },
+	{ "bad_missing_allow", 3, "missing 'allow'" },
+	{ "bad_cidr", 7, "allow: bad CIDR '10.0.0.1/8': host bits set" },
+	{ "bad_cidr_pickle", 6, "allow_pickle_from: bad CIDR 'junk': bad address" },
+	{ "bad_cidr_prefix", 6, "bad CIDR '10.0.0.0/33': prefix length out of range" },
+	{ "bad_listen_addr", 3, "listen: bad address '10.0.0.1': missing port" },
+	{ "bad_listen_unix", 3, "TCP only" },
+	{ "bad_listen_port", 3, "bad address '0.0.0.0:70000': bad port" },
+	{ "bad_listen_v6", 3, "IPv6 addresses need brackets" },
+	{ "bad_listen_host", 3, "bad address 'example.com:5555': host must be a numeric" },
+	{ "bad_upstream_relative", 4,
+	  "upstream: bad address 'unix:run/worker.sock': unix socket path must be absolute" },
+	{ "bad_upstream_octal", 4, "upstream: bad address '010.0.0.1:5555'" },
+	{ "bad_mode", 2, "mode: unknown value 'enforcing'" },
+	{ "bad_route_mode", 6, "mode: unknown value 'log_only'" },
+	{ "bad_pickle", 6, "pickle: unknown value 'deny'" },
+	{ "bad_violation", 6, "on_violation: unknown value 'drop'" },
+	{ "bad_level", 3, "level: unknown value 'warning'" },
+	{ "bad_format", 2, "format: unknown value 'logfmt'" },
+	{ "bad_mech", 7, "unsupported mechanism 'CURVE'" },
+	{ "bad_mech_empty", 6, "mechanisms: empty list" },
+	{ "bad_mech_dup", 6, "mechanisms: duplicate 'NULL'" },
+	{ "bad_socket_type", 6, "unknown socket type 'push'" },
+	{ "bad_socket_type_dup", 6, "socket_types: duplicate 'PUSH'" },
+	{ "bad_socket_type_empty", 6, "socket_types: empty list" },
+	{ "bad_frame_zero", 6, "max_frame_size: 0 out of range 1..4611686018427387904" },
+	{ "bad_frame_big", 6, "max_frame_size: 4611686018427387905 out of range" },
+	{ "bad_frame_nosuffix", 6, "integer 4294967296 does not fit in 32 bits" },
+	{ "bad_frame_nosuffix_wrap", 6, "write 4294968296L" },
+	{ "bad_hex_big", 6, "integer 0x100000005 does not fit in 32 bits" },
+	{ "bad_float", 6, "max_frame_size: expected an integer, got a float" },
+	{ "bad_msg_neg", 6, "max_message_size: -1 out of range" },
+	{ "bad_handshake_low", 6, "handshake_timeout_ms: 99 out of range 100..600000" },
+	{ "bad_handshake_high", 6, "handshake_timeout_ms: 600001 out of range" },
+	{ "bad_conns_zero", 6, "max_connections: 0 out of range 1..1000000" },
+	{ "bad_conns_high", 6, "max_connections: 1000001 out of range" },
+	{ "bad_name", 6, "name: 'my route' may only contain" },
+	{ "bad_name_type", 6, "name: expected a string" },
+	{ "bad_dup_name", 4, "duplicate route name 'a' (also at line 3)" },
+	{ "bad_dup_autoname", 4, "duplicate route name 'route1'" },
+	{ "bad_dup_listen", 4, "route 'b': listen *:15555 is already used by route 'a' (line 3)" },
+	{ "bad_dup_listen_v6", 4, "already used by route 'a'" },
+	{ "bad_no_routes", 1, "no routes defined" },
+	{ "bad_empty", 1, "no routes defined" },
+	{ "bad_empty_routes", 3, "no routes defined" },
+	{ "bad_include", 3, "@include is not supported" },
+};
+
+static void test_bad(void)
+{
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char path[256], prefix[300], err[1024];
+		struct config *c;
+		snprintf(path, sizeof(path), DIR "%s.conf", bad[i].file);
+		snprintf(prefix, sizeof(prefix), "%s:%d: ", path, bad[i].line);
+		memset(err, 0, sizeof(err));
+		c = config_load_file(path, err, sizeof(err));
+		CHECK(c == NULL, "%s: loaded, want error", path);
+		config_free(c);
+		CHECK(strncmp(err, prefix, strlen(prefix)) == 0, "%s: want prefix '%s', got '%s'",
+		      bad[i].file, prefix, err);
+		CHECK(strstr(err, bad[i].msg) != NULL, "%s: want '%s' in '%s'", bad[i].file,
+		      bad[i].msg, err);
+		CHECK(strchr(err, '\n') == NULL, "%s: message has a newline", bad[i].file);
+	}
+}
+
+static void test_load_edges(void)
+{
+	char err[128];
+	struct config *c;
+	c = config_load_file(DIR "does_not_exist.conf", err, sizeof(err));
+	CHECK(c == NULL &&
+		      strcmp(err, DIR "does_not_exist.conf: cannot open: No such file or directory") == 0,
+	      "missing file: '%s'", err);
+	c = config_load_file(DIR "bad_cidr.conf", NULL, 0); /* no buffer: no crash */
+	CHECK(c == NULL, "no err buffer");
+	memset(err, 'x', sizeof(err));
+	c = config_load_file(DIR "bad_unknown_route.conf", err, 20);
+	CHECK(c == NULL && strlen(err) == 19 && err[20] == 'x', "short buffer truncates: '%s'", err);
+	config_free(NULL);
+}
+
+static const struct {
+	const char *in;
+	bool unix_ok;
+	const char *ip; /* expected address text, or unix path; NULL = error */
+	unsigned port;
+	const char *err;
+} addrs[] = {
+	{ "0.0.0.0:15555", false, "0.0.0.0", 15555, NULL },
+	{ "*:1", false, "0.0.0.0", 1, NULL },
+	{ "localhost:65535", false, "127.0.0.1", 65535, NULL },
+	{ "10.1.2.3:80", true, "10.1.2.3", 80, NULL },
+	{ "[::1]:5555", false, "::1", 5555, NULL },
+	{ "[::]:5555", false, "::", 5555, NULL },
+	{ "[2001:db8::1]:443", false, "2001:db8::1", 443, NULL },
+	{ "[::ffff:10.0.0.1]:80", false, "::ffff:10.0.0.1", 80, NULL },
+	{ "127.0.0.1:05555", false, "127.0.0.1", 5555, NULL },
+	{ "unix:/run/w.sock", true, "/run/w.sock", 0, NULL },
+	{ "unix:/run/w.sock", false, NULL, 0, "TCP only" },
+	{ "unix:w.sock", true, NULL, 0, "absolute" },
+	{ "unix:", true, NULL, 0, "absolute" },
+	{ "", false, NULL, 0, "empty" },
+	{ "127.0.0.1", false, NULL, 0, "missing port" },
+	{ "127.0.0.1:", false, NULL, 0, "bad port" },
+	{ "127.0.0.1:0", false, NULL, 0, "bad port" },
+	{ "127.0.0.1:65536", false, NULL, 0, "bad port" },
+	{ "127.0.0.1:123456", false, NULL, 0, "bad port" },
+	{ "127.0.0.1:-1", false, NULL, 0, "bad port" },
+	{ "127.0.0.1:http", false, NULL, 0, "bad port" },
+	{ "127.0.0.1:80 ", false, NULL, 0, "bad port" },
+	{ ":80", false, NULL, 0, "missing host" },
+	{ "[]:80", false, NULL, 0, "missing host" },
+	{ "::1:80", false, NULL, 0, "brackets" },
+	{ "[::1]", false, NULL, 0, "missing port" },
+	{ "[::1]80", false, NULL, 0, "missing port" },
+	{ "[::1:80", false, NULL, 0, "missing ']'" },
+	{ "[10.0.0.1]:80", false, NULL, 0, "bad IPv6" },
+	{ "[zz::1]:80", false, NULL, 0, "bad IPv6" },
+	{ "example.com:80", false, NULL, 0, "numeric" },
+	{ "127.1:80", false, NULL, 0, "numeric" },
+	{ "010.0.0.1:80", false, NULL, 0, "numeric" },
+	{ "0x7f.0.0.1:80", false, NULL, 0, "numeric" },
+	{ " 127.0.0.1:80", false, NULL, 0, "numeric" },
+	{ "LOCALHOST:80", false, NULL, 0, "numeric" },
+};
+
+static void test_parse_addr(void)
+{
+	char longpath[200];
+	struct config_addr a;
+	const char *err;
+
+	for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+		int rc;
+		err = NULL;
+		memset(&a, 0xAA, sizeof(a));
+		rc = config_parse_addr(addrs[i].in, addrs[i].unix_ok, &a, &err);
+		if (addrs[i].ip) {
+			CHECK(rc == 0, "'%s': %s", addrs[i].in, err ? err : "?");
+			CHECK(rc == 0 && addr_is(&a, addrs[i].ip, addrs[i].port) &&
+				      strcmp(a.text, addrs[i].in) == 0,
+			      "'%s': wrong result", addrs[i].in);
+		} else {
+			CHECK(rc == -1 && err && strstr(err, addrs[i].err), "'%s': want '%s', got '%s'",
+			      addrs[i].in, addrs[i].err, rc ? err : "ok");
+		}
+	}
+	/* sun_path is 108 bytes with the NUL. */
+	memset(longpath, 'a', sizeof(longpath));
+	memcpy(longpath, "unix:/", 6);
+	longpath[5 + 107] = '\0';
+	CHECK(config_parse_addr(longpath, true, &a, &err) == 0, "107-byte path: %s", err);
+	longpath[5 + 107] = 'a';
+	longpath[5 + 108] = '\0';
+	CHECK(config_parse_addr(longpath, true, &a, &err) == -1 && strstr(err, "too long"),
+	      "108-byte path");
+	memset(longpath, '1', sizeof(longpath) - 1);
+	longpath[sizeof(longpath) - 1] = '\0';
+	CHECK(config_parse_addr(longpath, false, &a, &err) == -1 && strstr(err, "too long"),
+	      "long text");
+	CHECK(config_parse_addr(NULL, false, &a, &err) == -1 && strstr(err, "empty"), "NULL");
+}
+
+static void test_flags(void)
+{
+	char err[256];
+	struct config *c;
+	const struct config_route *r;
+
+	c = config_from_flags("*:15555", "unix:/run/w.sock", "10.0.0.0/8, ::1,192.168.0.0/16",
+			      "10.1.0.0/16", true, err, sizeof(err));
+	CHECK(c != NULL, "flags: %s", err);
+	if (c) {
+		r = &c->routes[0];
+		CHECK(c->n_routes == 1 && strcmp(r->name, "cli") == 0 && r->line == 0 &&
+			      c->path[0] == '\0',
+		      "route");
+		CHECK(c->mode == CONFIG_MODE_LOG_ONLY && r->mode == CONFIG_MODE_LOG_ONLY, "log_only");
+		CHECK(addr_is(&r->listen, "0.0.0.0", 15555) &&
+			      addr_is(&r->upstream, "/run/w.sock", 0),
+		      "addresses");
+		CHECK(strcmp(cidrs(&r->allow), "10.0.0.0/8,::1/128,192.168.0.0/16") == 0, "allow %s",
+		      cidrs(&r->allow));
+		CHECK(strcmp(cidrs(&r->allow_pickle_from), "10.1.0.0/16") == 0, "pickle from");
+		CHECK(r->pickle == CONFIG_PICKLE_DROP && r->n_mechanisms == 1 &&
+			      r->max_frame_size == CONFIG_DEF_MAX_FRAME &&
+			      r->max_connections == CONFIG_DEF_MAX_CONNS,
+		      "defaults");
+		config_free(c);
+	}
+	c = config_from_flags("127.0.0.1:1", "127.0.0.1:2", "", NULL, false, err, sizeof(err));
+	CHECK(c && c->mode == CONFIG_MODE_ENFORCE && c->routes[0].allow.n == 0 &&
+		      c->routes[0].allow_pickle_from.n == 0,
+	      "empty allow admits nobody");
+	config_free(c);
+
+	static const struct {
+		const char *listen, *upstream, *allow, *pickle, *msg;
+	} badf[] = {
+		{ "127.0.0.1:1", "127.0.0.1:2", "10.0.0.1/8", NULL,
+		  "--allow: bad CIDR '10.0.0.1/8': host bits set" },
+		{ "127.0.0.1:1", "127.0.0.1:2", "10.0.0.0/8,,::1", NULL, "--allow: empty entry" },
+		{ "127.0.0.1:1", "127.0.0.1:2", "10.0.0.0/8,", NULL, "--allow: empty entry" },
+		{ "127.0.0.1:1", "127.0.0.1:2", "::1", "bogus",
+		  "--allow-pickle-from: bad CIDR 'bogus': bad address" },
+		{ "127.0.0.1:1", "127.0.0.1:2", NULL, NULL, "--allow is required" },
+		{ NULL, "127.0.0.1:2", "::1", NULL, "--listen is required" },
+		{ "127.0.0.1:1", NULL, "::1", NULL, "--upstream is required" },
+		{ "unix:/x", "127.0.0.1:2", "::1", NULL, "--listen: bad address 'unix:/x': unix" },
+		{ "127.0.0.1:1", "nowhere", "::1", NULL, "--upstream: bad address 'nowhere': missing port" },
+	};
+	for (size_t i = 0; i < sizeof(badf) / sizeof(badf[0]); i++) {
+		err[0] = '\0';
+		c = config_from_flags(badf[i].listen, badf[i].upstream, badf[i].allow, badf[i].pickle,
+				      false, err, sizeof(err));
+		CHECK(c == NULL && strncmp(err, badf[i].msg, strlen(badf[i].msg)) == 0,
+		      "flags %zu: want '%s', got '%s'", i, badf[i].msg, err);
+		config_free(c);
+	}
+}
+
+int main(void)
+{
+	test_good_full();
+	test_good_minimal();
+	test_good_order();
+	test_good_numbers();
+	test_shipped();
+	test_bad();
+	test_load_edges();
+	test_parse_addr();
+	test_flags();
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
