@@ -18,7 +18,8 @@
  *  - memo presence exactly for indexes < PS_MEMO_MAP, a few larger ones in
  *    a side table, and the memo length MEMOIZE writes at.
  * Text arguments are parsed from a PS_LINE_MAX buffer; longer ones are
- * assumed valid. Counted bodies are skipped by counting. */
+ * assumed valid. Counted bodies are skipped by counting. A read crossing a
+ * FRAME's end is flagged: there pickle.load(file) and loads() part ways. */
 #include "zmtpfw/pickle_scan.h"
 
 #include <stdbool.h>
@@ -66,6 +67,8 @@ struct pscan {
 	const char *reason;   /* static string for logs */
 	uint64_t pos;         /* offset of the next input byte */
 	uint64_t op_off;      /* offset of the opcode being executed */
+	uint64_t arg_start;   /* offset where the current argument read began */
+	uint64_t buf_end;     /* end of the FRAME a file-mode load buffers */
 	uint8_t op;           /* opcode being executed */
 
 	/* Fixed-size argument being collected (at most 8 bytes). */
@@ -452,6 +455,7 @@ static bool ps_body(const struct pscan *s, bool strip_L, size_t *n)
 static void ps_line_start(struct pscan *s, uint8_t check, bool keep)
 {
 	s->state = PS_LINE;
+	s->arg_start = s->pos;
 	s->check = check;
 	s->keep = keep;
 	s->bad = false;
@@ -527,8 +531,25 @@ static void ps_body_skip(struct pscan *s, uint64_t len, uint8_t kind)
 		return;
 	}
 	s->state = PS_SKIP;
+	s->arg_start = s->pos;
 	s->skip = len;
 	s->body_kind = kind;
+}
+
+/* pickle.load(file) keeps only the current FRAME in its buffer (when the
+ * file has no peek(), or for frames >= 128 KiB): a read running past the
+ * frame's end drops the rest of the frame and continues from the file,
+ * where loads() reads on. The two programs differ only after such a
+ * straddling read, which no pickler emits (pickle.py rejects it), so it is
+ * flagged instead of following one of them. BINBYTES-like bodies are read
+ * with _Unpickler_ReadInto, which drops nothing, and are not checked. */
+static bool ps_straddles(struct pscan *s)
+{
+	if (s->arg_start < s->buf_end && s->pos > s->buf_end) {
+		ps_flag(s, "FRAME-straddle");
+		return true;
+	}
+	return false;
 }
 
 /* idx PS_NONE: the index is unknown (long text argument). */
@@ -587,6 +608,10 @@ static void ps_fixed_done(struct pscan *s)
 	case 0x95: /* FRAME: only checks that the frame is there */
 		if (v >= PS_HUGE)
 			ps_clean(s, "length-too-large");
+		else if (s->pos >= s->buf_end)
+			s->buf_end = s->pos + v; /* file mode: new buffer */
+		else if (s->pos + v > s->buf_end)
+			ps_flag(s, "FRAME-straddle"); /* nested, reads past it */
 		break;
 	case 0x80: /* PROTO */
 		if (v > 5)
@@ -829,6 +854,7 @@ static void ps_opcode(struct pscan *s, uint8_t op)
 	default:
 		if (ps_argsize[op]) { /* collect the argument first */
 			s->state = PS_FIXED;
+			s->arg_start = s->pos;
 			s->need = ps_argsize[op];
 			s->have = 0;
 		} else
@@ -870,7 +896,8 @@ enum pscan_verdict pscan_feed(struct pscan_state *st, const uint8_t *p, size_t n
 			s->pos += k;
 			if (s->have == s->need) {
 				s->state = PS_OPCODE;
-				ps_fixed_done(s);
+				if (!ps_straddles(s))
+					ps_fixed_done(s);
 			}
 			break;
 		}
@@ -881,7 +908,9 @@ enum pscan_verdict pscan_feed(struct pscan_state *st, const uint8_t *p, size_t n
 			s->pos += k;
 			if (s->skip == 0) {
 				s->state = PS_OPCODE;
-				ps_push(s, s->body_kind);
+				/* PK_BUF bodies are the ReadInto ones */
+				if (s->body_kind == PK_BUF || !ps_straddles(s))
+					ps_push(s, s->body_kind);
 			}
 			break;
 		}
@@ -895,7 +924,8 @@ enum pscan_verdict pscan_feed(struct pscan_state *st, const uint8_t *p, size_t n
 				i++;
 				s->pos++;
 				s->state = PS_OPCODE;
-				ps_line_done(s);
+				if (!ps_straddles(s))
+					ps_line_done(s);
 			}
 			break;
 		}

@@ -19,6 +19,7 @@
 #include "zmtpfw/log.h"
 
 #define RELAY_IOV 16
+#define RELAY_MAX_FRAMES 65536 /* frames in one client message */
 
 static struct log_ctx relay_ctx(const struct conn *c)
 {
@@ -259,6 +260,10 @@ static int relay_on_header(struct conn *c, struct dir *d, struct side *src, stru
 	d->msg_bytes += d->dec.size;
 	if (d->from_client && d->msg_bytes > cfg->max_message_size)
 		return relay_fail(c, d, "message-too-large", "message exceeds max_message_size");
+	/* Held empty frames add no payload but 2 bytes each: cap their count so
+	 * a message that never ends cannot grow memory below the byte limit. */
+	if (d->from_client && d->frame_idx >= RELAY_MAX_FRAMES)
+		return relay_fail(c, d, "message-too-large", "more than 65536 frames in a message");
 
 	if (!d->scan) {
 		d->dest = FRAME_FWD;

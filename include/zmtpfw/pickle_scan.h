@@ -37,15 +37,23 @@ void pscan_init(struct pscan_state *st);
 enum pscan_verdict pscan_feed(struct pscan_state *st, const uint8_t *p, size_t n);
 
 /* The frame ended. Turns NEED_MORE into CLEAN (CPython raises on truncated
- * input before importing); returns the final verdict. */
+ * input before importing); returns the final verdict. Only call it at the
+ * real end of the frame: a caller that stops scanning early (a byte budget,
+ * a timeout) must treat NEED_MORE as PICKLE, not call finish. */
 enum pscan_verdict pscan_finish(struct pscan_state *st);
 
-/* For logs: the opcode name that made the verdict PICKLE ("GLOBAL",
- * "STACK_GLOBAL", "INST", "EXT1", "PERSID", ...) or why it is CLEAN
- * ("not-an-opcode", "stack-underflow", "stop", "truncated", ...). */
+/* For logs, a static string: the opcode name that made the verdict PICKLE
+ * ("GLOBAL", "INST", "STACK_GLOBAL", "EXT1", "EXT2", "EXT4", "PERSID",
+ * "BINPERSID", or "FRAME-straddle": a read crossing a FRAME's end, where
+ * pickle.load(file) and pickle.loads() would run different opcodes), why it
+ * is CLEAN ("stop", "not-an-opcode", "stack-underflow", "no-mark",
+ * "odd-items", "memo-missing", "bad-argument", "bad-protocol",
+ * "bad-ext-code", "negative-length", "length-too-large", "not-callable",
+ * "stack-global-not-str", "not-a-buffer", "truncated"), or "need-more". */
 const char *pscan_reason(const struct pscan_state *st);
 
-/* Byte offset in the frame of the opcode that decided the verdict. */
+/* Byte offset in the frame of the opcode that decided the verdict (for
+ * "truncated": of the unfinished opcode, or the end when between opcodes). */
 uint64_t pscan_offset(const struct pscan_state *st);
 
 #endif

@@ -2,7 +2,7 @@
  * per role; every measuring role prints one JSON line on stdout.
  *
  *   zbench pull    --bind EP --count N [--timeout-secs T]
- *   zbench push    --connect EP --size S --count N [--header H]
+ *   zbench push    --connect EP --size S --count N [--header H] [--zero-copy 1]
  *   zbench rep     --bind EP [--count N (default: until idle --timeout-secs)]
  *   zbench req     --connect EP --size S --count N [--warmup W]
  *   zbench idle    --connect EP --conns N [--sources K] [--hold-secs T]
@@ -13,7 +13,7 @@
  * (MB = 10^6 bytes) count the N-1 messages after the first. push with
  * --header sends two-frame messages: an H-byte header and an S-byte tensor.
  * Payloads are JSON-looking ('{' first), so a pickle scanner passes them at
- * the first byte; push sends one constant buffer without copying it.
+ * the first byte. Senders copy each message (zmq_send) unless --zero-copy 1.
  *
  * idle speaks ZMTP 3.1 NULL over raw TCP (greeting, READY as a PUSH, and
  * reads the peer's greeting and READY), so a relay holds full connections;
@@ -106,7 +106,9 @@ static unsigned char *payload(size_t n)
 static void *new_socket(void *ctx, int type, const struct opts *o)
 {
 	void *s = zmq_socket(ctx, type);
-	int hwm = 1000000, linger = (int)(o->timeout_secs * 1000);
+	/* Queues deep enough never to starve the wire, bounded to ~256 MiB. */
+	size_t per_msg = o->size + o->header + 64;
+	int hwm = per_msg < 256 ? 1000000 : (int)((256u << 20) / per_msg) + 4, linger = (int)(o->timeout_secs * 1000);
 	int tmo = (int)(o->timeout_secs * 1000);
 	if (!s || zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
 	    zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm) ||
@@ -121,10 +123,15 @@ static void *new_socket(void *ctx, int type, const struct opts *o)
 	return s;
 }
 
-/* Sends a constant buffer without copying it (libzmq "cmsg"). */
+/* zmq_send() copies, as most applications do; --zero-copy hands libzmq the
+ * constant buffer itself (libzmq "cmsg"), which makes the sender cheaper. */
+static int zero_copy;
+
 static int send_const(void *s, const void *p, size_t n, int flags)
 {
 	zmq_msg_t m;
+	if (!zero_copy)
+		return zmq_send(s, p, n, flags) < 0 ? -1 : 0;
 	zmq_msg_init_data(&m, (void *)p, n, NULL, NULL);
 	if (zmq_msg_send(&m, s, flags) < 0) {
 		zmq_msg_close(&m);
@@ -397,6 +404,7 @@ static void usage(void)
 	      "  --bind EP | --connect EP   libzmq endpoint (idle: tcp://IPV4:PORT)\n"
 	      "  --count N --size S --header H --warmup W --timeout-secs T\n"
 	      "  --conns N --sources K --hold-secs T --rate R --secs T --watch-pid P\n"
+	      "  --zero-copy 1\n"
 	      "(see the comment at the top of tests/bench/zbench.c)\n",
 	      stderr);
 	exit(3);
@@ -427,6 +435,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(k, "--hold-secs")) o.hold_secs = atof(v);
 		else if (!strcmp(k, "--timeout-secs")) o.timeout_secs = atof(v);
 		else if (!strcmp(k, "--watch-pid")) o.watch_pid = atol(v);
+		else if (!strcmp(k, "--zero-copy")) zero_copy = atoi(v);
 		else usage();
 	}
 	if (o.count < 0 || o.warmup < 0 || o.conns < 1 || o.sources < 1 || o.sources > 254 ||

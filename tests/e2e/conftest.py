@@ -223,7 +223,7 @@ class Zmtpfw:
 # --- worker process -------------------------------------------------------------
 
 class Worker:
-    def __init__(self, workdir, sock_type="PULL", bind=None, no_unpickle=False, name=None):
+    def __init__(self, workdir, sock_type="PULL", bind=None, no_unpickle=False, name=None, load="loads"):
         self.type = sock_type
         if bind is None:
             self.port = free_port()
@@ -240,6 +240,7 @@ class Worker:
         args = [PY, str(E2E / "worker.py"), "--type", sock_type, "--bind", bind, "--record", str(self.record)]
         if no_unpickle:
             args.append("--no-unpickle")
+        args += ["--load", load]
         with open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=err, start_new_session=True, cwd=workdir)

@@ -14,6 +14,7 @@ import os
 import pickle
 import pickletools
 import shlex
+import sys
 
 import msgpack
 
@@ -75,6 +76,28 @@ def handwritten(marker):
     }
 
 
+def frame_straddle(marker):
+    """Runs os.system("touch marker") under pickle.load(file) but raises under
+    pickle.loads: the FRAME holds "cos\\n\\xff"; the file path finds no
+    newline in the rest of the frame, drops it and reads "system\\n" from the
+    stream, while loads reads the name "\\xffsystem" and fails to decode it."""
+    sh = shlex.quote(str(marker)).encode()
+    body = b"cos\n\xff"
+    return (b"\x80\x04\x95" + len(body).to_bytes(8, "little") + body
+            + b"system\n(S'touch " + sh + b"'\ntR.")
+
+
+def reaches_import_file_path(data):
+    """Ground truth for pickle.load(file-like) instead of pickle.loads."""
+    try:
+        _Sentinel(io.BytesIO(data)).load()
+    except _Found:
+        return True
+    except Exception:
+        return False
+    return False
+
+
 class _Found(Exception):
     pass
 
@@ -87,14 +110,31 @@ class _Sentinel(pickle.Unpickler):
         raise _Found("persistent_load")
 
 
+_hook = {"armed": False}
+
+
+def _audit(event, args):
+    if _hook["armed"] and event == "pickle.find_class":
+        raise _Found(f"{args[0]}.{args[1]}")
+
+
+sys.addaudithook(_audit)  # inert unless armed by reaches_import
+
+
 def reaches_import(data):
-    """CPython ground truth: would pickle.loads(data) import anything?"""
+    """CPython ground truth for pickle.loads(data) (the worker's call): does
+    loading reach find_class? An audit hook aborts the import when it would
+    happen. (An Unpickler over io.BytesIO would take the file path, which
+    handles FRAME differently: see reaches_import_file_path.)"""
+    _hook["armed"] = True
     try:
-        _Sentinel(io.BytesIO(data)).load()
+        pickle.loads(data)
     except _Found:
         return True
     except Exception:
         return False
+    finally:
+        _hook["armed"] = False
     return False
 
 

@@ -197,8 +197,11 @@ def test_reserved_flag_bits_close(start_worker, start_zmtpfw, zctx, marker, flag
         w.wait_message([clean(0)])
         c.send(Z.encode_frame(payload, flags=flags))
         c.try_send(Z.encode_frame(clean(1)))
-        assert c.wait_closed(5), "zmtpfw kept the connection open after reserved flag bits"
-    d = zf.wait_event("close", reason="reserved-flags")
+        closed = c.wait_closed(5)
+    time.sleep(0.3)
+    assert_safe(w, marker, payload)
+    assert closed, "zmtpfw kept the connection open after reserved flag bits"
+    zf.wait_event("close", reason="reserved-flags")
     # A new connection still works; the bad frame never reached the worker.
     s = zsock(zctx, zmq.PUSH, zf.endpoint("w"))
     s.send(clean(2))
@@ -222,11 +225,12 @@ def test_ready_in_data_frame_refused(start_worker, start_zmtpfw, marker):
             pass
         c.try_send(Z.encode_frame(attack))
         c.try_send(Z.encode_frame(clean(1)))
-        assert c.wait_closed(5), "connection with READY in a data frame stayed open"
-    zf.wait_event("reject", reason="handshake")
+        closed = c.wait_closed(5)
     time.sleep(0.3)  # let anything wrongly forwarded reach the worker
     assert_safe(w, marker, attack)
     assert w.messages() == []
+    assert closed, "connection with READY in a data frame stayed open"
+    zf.wait_event("reject", reason="handshake")
 
 
 def test_ready_with_more_flag_not_a_command_refused(start_worker, start_zmtpfw, marker):
@@ -237,11 +241,12 @@ def test_ready_with_more_flag_not_a_command_refused(start_worker, start_zmtpfw, 
         c.greet()
         c.send(Z.encode_frame(Z.ready_body("PUSH"), flags=0x01))
         c.try_send(Z.encode_frame(attack))
-        assert c.wait_closed(5)
-    zf.wait_event("reject", reason="handshake")
+        closed = c.wait_closed(5)
     time.sleep(0.3)
     assert_safe(w, marker, attack)
     assert w.messages() == []
+    assert closed, "connection with READY flagged 0x01 stayed open"
+    zf.wait_event("reject", reason="handshake")
 
 
 def _zmtp1_frame(body):
@@ -266,12 +271,13 @@ def test_old_zmtp_greeting_refused(start_worker, start_zmtpfw, marker, version):
         data = Z.SIGNATURE + b"\x01\x08" + b"\x00\x00" + Z.encode_frame(attack) + Z.encode_frame(clean(1))
     with raw(zf) as c:
         c.try_send(data)
-        assert c.wait_closed(5), f"ZMTP {version} greeting not refused"
+        closed = c.wait_closed(5)
+    time.sleep(0.3)
+    assert_safe(w, marker, attack)  # first: the most telling failure
+    assert w.messages() == []
+    assert closed, f"ZMTP {version} greeting not refused"
     d = zf.wait_event("reject", reason="greeting")
     assert d.get("detail"), d
-    time.sleep(0.3)
-    assert_safe(w, marker, attack)
-    assert w.messages() == []
 
 
 def test_zmtp20_greeting_libzmq_order_refused(start_worker, start_zmtpfw, marker):
@@ -369,11 +375,12 @@ def test_on_violation_close(start_worker, start_zmtpfw, marker):
         w.wait_message([clean(0)])
         c.send(Z.encode_frame(attack))
         c.try_send(Z.encode_frame(clean(1)))
-        assert c.wait_closed(5), "on_violation=close did not close the connection"
-    zf.wait_event("close", reason="pickle")
+        closed = c.wait_closed(5)
     time.sleep(0.3)
     assert_safe(w, marker, attack)
+    assert closed, "on_violation=close did not close the connection"
     assert w.messages() == [[clean(0)]]
+    zf.wait_event("close", reason="pickle")
 
 
 # --- size limits and malformed frames ---------------------------------------------------
@@ -519,3 +526,310 @@ def test_c_client_pickle_dropped(start_worker, start_zmtpfw, zmq_client_bin, mar
     assert w.messages() == [[P.client_frame(0, 0, 64)], [P.client_frame(1, 0, 64)]]
     assert_safe(w, marker, attack)
     wait_until(lambda: len(zf.events("drop", reason="pickle", frame=1)) == 3, 5, what="3 drop lines")
+
+
+# --- harder cases ---------------------------------------------------------------------------
+
+def test_attack_pipelined_in_one_segment(start_worker, start_zmtpfw, marker):
+    """Clean and attack messages back to back in a single write: the drop
+    must cover exactly the bad message, not its neighbours."""
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    attack = P.evil(marker, 4)
+    with raw(zf) as c:
+        c.handshake("PUSH")
+        c.send(Z.encode_frame(clean(0)) + Z.encode_frame(attack) + Z.encode_frame(clean(1))
+               + Z.encode_message([clean(9), attack]) + Z.encode_message([attack, clean(9)])
+               + Z.encode_message([clean(2), clean(3)]))
+        w.wait_message([clean(2), clean(3)])
+    assert_safe(w, marker, attack)
+    assert w.messages() == [[clean(0)], [clean(1)], [clean(2), clean(3)]]
+    wait_until(lambda: len(zf.events("drop", reason="pickle")) == 3, 5, what="3 drop lines")
+    assert sorted(d["frame"] for d in zf.events("drop")) == [0, 0, 1]
+
+
+@pytest.mark.parametrize("protocol", [3, 4, 5])
+def test_big_pickle_import_after_2mib(start_worker, start_zmtpfw, zctx, marker, protocol):
+    """The import comes after 4 MiB of BINUNICODE/BINBYTES data spread over
+    many TCP reads: the scanner must keep going to the end of the frame."""
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    attack = pickle_big(marker, protocol)
+    assert len(attack) > 4 << 20 and P.reaches_import(attack)
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"))
+    s.send(attack)
+    s.send(clean(1))
+    w.wait_message([clean(1)], timeout=10)
+    assert not marker.exists(), "ATTACK SUCCEEDED"
+    assert w.messages() == [[clean(1)]]
+    d = zf.wait_event("drop", reason="pickle")
+    assert d["frame_size"] == len(attack)
+    op, off = P.first_import_op(attack)
+    assert d["offset"] == off, d
+
+
+def pickle_big(marker, protocol):
+    import pickle
+    return pickle.dumps(["s" * (2 << 20), b"\x00" * (2 << 20), P.EvilOpen(marker)], protocol=protocol)
+
+
+def test_multipart_big_clean_frame_then_pickle(start_worker, start_zmtpfw, zctx, marker):
+    """[8 MiB clean, pickle]: dropped whole, so zmtpfw must not have passed
+    the first 8 MiB on before seeing the second frame."""
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    big = b"\x00" + bytes(8 << 20)
+    attack = P.evil(marker, 4)
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"))
+    s.send_multipart([big, attack])
+    s.send_multipart([clean(1), b"\x00" * 100])
+    w.wait_message([clean(1), b"\x00" * 100], timeout=10)
+    assert not marker.exists(), "ATTACK SUCCEEDED"
+    assert len(w.messages()) == 1, f"worker got {len(w.messages())} messages, expected only the clean one"
+    assert zf.wait_event("drop", reason="pickle")["frame"] == 1
+
+
+def test_pickle_last_of_200_frames(start_worker, start_zmtpfw, zctx, marker):
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    attack = P.evil(marker, 0)
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"))
+    s.send_multipart([clean(i) for i in range(199)] + [attack])
+    s.send_multipart([clean(i) for i in range(200)])
+    w.wait_message([clean(i) for i in range(200)])
+    assert not marker.exists()
+    assert len(w.messages()) == 1
+    assert zf.wait_event("drop", reason="pickle")["frame"] == 199
+
+
+def test_req_envelope_pickle_dropped(start_worker, start_zmtpfw, zctx, marker):
+    """A REQ-style envelope ([empty][payload]) to a REP worker: the pickle is
+    frame 1; the next request still gets its reply."""
+    w = start_worker("REP")
+    zf = start_zmtpfw([make_route("w", w.upstream)])
+    attack = P.evil(marker, 5)
+    d = zsock(zctx, zmq.DEALER, zf.endpoint("w"))
+    d.send_multipart([b"", attack])
+    d.send_multipart([b"", clean(1)])
+    assert d.recv_multipart() == [b"", clean(1)]
+    assert not marker.exists()
+    assert zf.wait_event("drop", reason="pickle")["frame"] == 1
+
+
+@pytest.mark.timeout_s(45)
+def test_concurrent_clients_isolated(start_worker, start_zmtpfw, zctx, tmp_path):
+    """Four peers interleave attacks and clean traffic: per-connection parser
+    state must not leak between them."""
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    socks = [zsock(zctx, zmq.PUSH, zf.endpoint("w")) for _ in range(4)]
+    markers = [tmp_path / f"PWNED-{k}" for k in range(4)]
+    expected = {k: [] for k in range(4)}
+    for i in range(100):
+        for k, s in enumerate(socks):
+            if i % 10 == 3:
+                s.send_multipart([clean(i), P.evil(markers[k], i % 6)])
+            else:
+                m = P.json_frame({"c": k, "i": i})
+                s.send(m)
+                expected[k].append([m])
+    total = sum(len(v) for v in expected.values())
+    w.wait_messages(total, timeout=20)
+    time.sleep(0.2)
+    msgs = w.messages()
+    assert len(msgs) == total
+    for k in range(4):
+        assert [m for m in msgs if m[0].startswith(b'{"c":%d,' % k)] == expected[k]
+        assert not markers[k].exists()
+    wait_until(lambda: len(zf.events("drop", reason="pickle")) == 40, 5, what="40 drop lines")
+
+
+def test_duplicate_socket_type_property(start_worker, start_zmtpfw, zctx, marker):
+    """libzmq checks every Socket-Type occurrence; so must the policy: a READY
+    saying DEALER and then REQ does not pass socket_types = ["DEALER"]."""
+    w = start_worker("ROUTER")
+    zf = start_zmtpfw([make_route("w", w.upstream, socket_types=["DEALER"])])
+    with raw(zf) as c:
+        c.greet()
+        c.send_ready("DEALER", extra=[(b"Socket-Type", b"REQ")])
+        try:
+            c.recv_ready(timeout=2)
+        except (Z.Closed, TimeoutError, AssertionError):
+            pass
+        c.try_send(Z.encode_message([b"", clean(1)]))
+        closed = c.wait_closed(3)
+    assert closed, "READY with Socket-Type DEALER then REQ admitted under socket_types=[DEALER]"
+    assert [e for e in zf.events("reject") if e.get("reason") in ("socket-type", "handshake")]
+
+
+def test_malformed_ready_property_refused(start_worker, start_zmtpfw, marker):
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    body = b"\x05READY" + bytes([11]) + b"Socket-Type" + struct.pack(">I", 1000) + b"PUSH"
+    with raw(zf) as c:
+        c.greet()
+        c.send(Z.encode_frame(body, command=True))
+        c.try_send(Z.encode_frame(P.evil(marker, 0)))
+        closed = c.wait_closed(5)
+    time.sleep(0.2)
+    assert not marker.exists()
+    assert closed
+    zf.wait_event("reject", reason="handshake")
+
+
+def test_idle_after_handshake_not_timed_out(start_worker, start_zmtpfw):
+    """handshake_timeout_ms bounds the handshake only."""
+    w, zf = setup_pull(start_worker, start_zmtpfw, handshake_timeout_ms=300)
+    with raw(zf) as c:
+        c.handshake("PUSH")
+        time.sleep(0.9)
+        c.send(Z.encode_frame(clean(1)))
+        w.wait_message([clean(1)])
+    assert not zf.events("close", reason="handshake-timeout")
+
+
+def test_client_half_close_flushes(start_worker, start_zmtpfw):
+    import socket as so
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    with raw(zf) as c:
+        c.handshake("PUSH")
+        c.send(Z.encode_message([clean(1), b"\x00" * 70000]))
+        c.sock.shutdown(so.SHUT_WR)
+        w.wait_message([clean(1), b"\x00" * 70000])
+        assert c.wait_closed(5)
+    zf.wait_event("close", reason="client-closed")
+
+
+def test_worker_exit_closes_client(start_worker, start_zmtpfw):
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    with raw(zf) as c:
+        c.handshake("PUSH")
+        c.send(Z.encode_frame(clean(1)))
+        w.wait_message([clean(1)])
+        w.stop()
+        assert c.wait_closed(5), "client not closed after the worker went away"
+    zf.wait_event("close", reason="upstream-closed")
+    zf.assert_alive()
+
+
+def _has_ipv6():
+    import socket as so
+    try:
+        s = so.socket(so.AF_INET6, so.SOCK_STREAM)
+        s.bind(("::1", 0))
+        s.close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback")
+def test_dual_stack_listener_matches_ipv4_rules(start_worker, start_zmtpfw, zctx, marker):
+    """Listening on [::]: IPv4 peers arrive as ::ffff:a.b.c.d and must match
+    IPv4 rules both ways (admit 127.0.0.1, refuse 127.0.0.2)."""
+    w = start_worker("PULL")
+    port = free_port()
+    r = make_route("w", w.upstream, allow=["127.0.0.1/32", "::1/128"])
+    r["listen"] = f"[::]:{port}"
+    zf = start_zmtpfw([r])
+    s = zsock(zctx, zmq.PUSH, f"tcp://127.0.0.1:{port}")
+    s.send(P.evil(marker, 2))
+    s.send(clean(1))
+    w.wait_message([clean(1)])
+    zf.wait_event("drop", reason="pickle")
+    with Z.RawClient("127.0.0.1", port, source="127.0.0.2") as c:
+        assert c.wait_closed(5), "127.0.0.2 admitted through a [::] listener with allow 127.0.0.1/32"
+    zf.wait_event("reject", reason="not-allowed")
+    s6 = zctx.socket(zmq.PUSH)
+    s6.setsockopt(zmq.IPV6, 1)
+    s6.setsockopt(zmq.LINGER, 0)
+    s6.setsockopt(zmq.SNDTIMEO, 5000)
+    s6.connect(f"tcp://[::1]:{port}")
+    s6.send(clean(6))
+    w.wait_message([clean(6)])
+    assert not marker.exists()
+
+
+def test_frame_straddle_pickle_file_path(start_worker, start_zmtpfw, zctx, marker):
+    """A worker that replays frames with pickle.load(file) (e.g. saved .pkl
+    dumps) runs this pickle; pickle.loads would raise. A frame that CPython's
+    unpickler executes on either path is a pickle and must be dropped."""
+    attack = P.frame_straddle(marker)
+    assert P.reaches_import_file_path(attack) and not P.reaches_import(attack)
+    w = start_worker("PULL", load="file")
+    zf = start_zmtpfw([make_route("w", w.upstream)])
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"))
+    s.send(attack)
+    s.send(CLEAN)
+    w.wait_message([CLEAN])
+    assert not marker.exists(), ("ATTACK SUCCEEDED via pickle.load(file): zmtpfw forwarded a FRAME-straddling "
+                                 "pickle; drop lines: %s" % zf.events("drop"))
+    assert_safe(w, marker, attack)
+    zf.wait_event("drop", reason="pickle")
+
+
+def test_size_limits_are_inclusive(start_worker, start_zmtpfw, zctx):
+    """max_frame_size / max_message_size are maxima: exactly at the limit
+    passes byte-exact, one byte over closes."""
+    w, zf = setup_pull(start_worker, start_zmtpfw, max_frame_size=1024, max_message_size=4096)
+    at_frame = b"{" + b"f" * 1023
+    at_msg = [b"{" + b"m" * 1023] * 4
+    with raw(zf) as c:
+        c.handshake("PUSH")
+        c.send(Z.encode_frame(at_frame))
+        c.send(Z.encode_message(at_msg))
+        w.wait_message(at_msg)
+        assert w.messages() == [[at_frame], at_msg]
+        c.try_send(Z.encode_message([b"{" + b"m" * 1023] * 4 + [b"x"]))
+        assert c.wait_closed(5)
+    zf.wait_event("close", reason="message-too-large")
+    with raw(zf) as c:
+        c.handshake("PUSH")
+        c.try_send(Z.encode_frame(b"{" + b"f" * 1024))
+        assert c.wait_closed(5)
+    zf.wait_event("close", reason="frame-too-large")
+    assert len(w.messages()) == 2
+
+
+def test_allow_pickle_from_does_not_admit(start_worker, start_zmtpfw):
+    """allow_pickle_from relaxes scanning for admitted peers only."""
+    w, zf = setup_pull(start_worker, start_zmtpfw, allow=["127.0.0.1/32"], allow_pickle_from=["127.0.0.2/32"])
+    with raw(zf, source="127.0.0.2") as c:
+        assert c.wait_closed(5)
+    zf.wait_event("reject", reason="not-allowed")
+    time.sleep(0.2)
+    assert not [e for e in w.conn_events() if e["event"] == "ACCEPTED"]
+
+
+@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback")
+def test_dual_stack_listener_allow_pickle_from_ipv4(start_worker, start_zmtpfw, zctx, marker):
+    """An IPv4 allow_pickle_from rule matches the ::ffff:-mapped peer, and
+    only that peer."""
+    w = start_worker("PULL")
+    port = free_port()
+    r = make_route("w", w.upstream, allow=["127.0.0.0/8"], allow_pickle_from=["127.0.0.2/32"])
+    r["listen"] = f"[::]:{port}"
+    zf = start_zmtpfw([r])
+    t = zsock(zctx, zmq.PUSH, f"tcp://127.0.0.1:{port}", source="127.0.0.2")
+    t.send(P.benign_global_pickle())
+    w.wait_message([P.benign_global_pickle()])
+    u = zsock(zctx, zmq.PUSH, f"tcp://127.0.0.1:{port}", source="127.0.0.3")
+    u.send(P.evil(marker, 4))
+    u.send(clean(3))
+    w.wait_message([clean(3)])
+    assert not marker.exists()
+    assert len(w.messages()) == 2
+
+
+@pytest.mark.parametrize("props", [[], [(b"socket-type", b"REQ")]], ids=["missing", "misspelled"])
+def test_socket_type_policy_not_bypassed_by_omission(start_worker, start_zmtpfw, props):
+    """libzmq skips its check when Socket-Type is absent (and ignores a
+    wrongly-cased name): with socket_types configured, zmtpfw must not."""
+    w = start_worker("ROUTER")
+    zf = start_zmtpfw([make_route("w", w.upstream, socket_types=["DEALER"])])
+    with raw(zf) as c:
+        c.greet()
+        c.send_ready(None, extra=props)
+        try:
+            c.recv_ready(timeout=2)
+        except (Z.Closed, TimeoutError, AssertionError):
+            pass
+        c.try_send(Z.encode_message([b"", clean(1)]))
+        closed = c.wait_closed(3)
+    assert closed, "READY without a proper Socket-Type admitted under socket_types"
+    assert [e for e in zf.events("reject") if e.get("reason") in ("socket-type", "handshake")]
+    assert w.messages() == []

@@ -326,3 +326,28 @@ def test_log_lines_are_json_with_identity(start_worker, start_zmtpfw, zctx, mark
     assert cl["bytes_in"] > len(P.evil(marker, 4)), cl
     li = zf.wait_event("listening")
     assert li.get("listen") and li.get("upstream"), li
+
+
+def test_dealer_with_routing_id(start_worker, start_zmtpfw, zctx):
+    """libzmq puts routing-id length + 1 in the signature padding: zmtpfw
+    must not insist on zero padding."""
+    w, zf = setup_route(start_worker, start_zmtpfw, "ROUTER")
+    s = zctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.ROUTING_ID, b"client-with-a-long-identity")
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVTIMEO, 5000)
+    s.setsockopt(zmq.SNDTIMEO, 5000)
+    s.connect(zf.endpoint("w"))
+    s.send_multipart([b'{"id":1}', b"\x00x"])
+    assert s.recv_multipart() == [b'{"id":1}', b"\x00x"]
+
+
+def test_zmtp30_peer(start_worker, start_zmtpfw):
+    """A ZMTP 3.0 peer (minor version 0) is legitimate."""
+    w, zf = setup_route(start_worker, start_zmtpfw)
+    with Z.RawClient("127.0.0.1", zf.port("w")) as c:
+        c.greet(minor=0)
+        c.send_ready("PUSH")
+        c.recv_ready()
+        c.send(Z.encode_frame(b'{"v":"3.0"}'))
+        w.wait_message([b'{"v":"3.0"}'])

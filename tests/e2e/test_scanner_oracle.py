@@ -46,16 +46,18 @@ pytestmark = [pytest.mark.nobinary, pytest.mark.timeout_s(180)]
 # assuming success, can only be more careful than that).
 #
 # Workers call pickle.loads(bytes), which keeps the whole input in one
-# buffer. Unpickler(io.BytesIO(...)) takes the file path instead, where an
-# opcode straddling a FRAME end drops the rest of the frame: a different
+# buffer. Unpickler(io.BytesIO(...)) takes the file path instead, where a
+# read straddling a FRAME end drops the rest of the frame: a different
 # machine. Src.peek() returning all remaining bytes makes the subclass buffer
 # the whole input as loads() does. As a cross-check, pickle.loads() itself
 # runs with an audit hook that aborts at "pickle.find_class"; both must
-# agree on reaching find_class.
+# agree on reaching find_class. The file path (pickle.load of a .pkl) is run
+# too: the scanner must not miss what it reaches either.
 #
-# Output per case: "<1|0> <subclass outcome> <loads+audit outcome>".
+# Output per case: "<1|0: loads path dangerous> <subclass outcome>
+# <loads+audit outcome> <file-path outcome>".
 ORACLE_SRC = r"""
-import pickle, resource, sys, _pickle
+import io, pickle, resource, sys, _pickle
 assert pickle.Unpickler is _pickle.Unpickler
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 
@@ -108,8 +110,9 @@ for line in sys.stdin:
     data = bytes.fromhex(line.strip())
     a = outcome(lambda: Oracle(Src(data)).load())
     b = outcome(lambda: pickle.loads(data))
+    f = outcome(lambda: Oracle(io.BytesIO(data)).load())
     danger = a in ("find_class", "persistent_load", "ext") or b == "find_class"
-    out.append("%d %s %s" % (danger, a, b))
+    out.append("%d %s %s %s" % (danger, a, b, f))
 sys.stdout.write("\n".join(out) + "\n")
 """
 
@@ -276,6 +279,10 @@ HAND = [
     b"N\x95\x00\x00\x00\x00\x00\x00\x00\x01" + su("os") + su("system") + b"\x93.",
     b"\x95\xff\xff\xff\xff\xff\xff\xff\xffcos\nsystem\n.",
     b"\x80\x02\x80\x05\x80\x00cos\nsystem\n.", b"\x80\x06cos\nsystem\n.",
+    # reads straddling a frame end: loads() and pickle.load(file) differ
+    b"\x80\x03\x95\x03\x00\x00\x00\x00\x00\x00\x00P\x80id\n.",
+    b"\x95\x03\x00\x00\x00\x00\x00\x00\x00U\x02os1Pid\n.",
+    b"\x95\x05\x00\x00\x00\x00\x00\x00\x00cos\n\xffsystem\n.",
     b"\x80\x02N\x80\x04cos\nsystem\n.",
     # STOP, missing STOP, trailing garbage
     b"N.cos\nsystem\n.", b"Ncos\nsystem\n", b"cos\nsystem\n.garbage\xff\xfe",
@@ -369,7 +376,8 @@ def gen_program(rng):
         lambda: b"p" + rng.choice([b"0", b"1", b"+2", b"1_0", b"0x1", b"-1", b" 3"]) + b"\n",
         lambda: b"g" + rng.choice([b"0", b"1", b"+2", b"1_0", b"0x1", b"-0", b" 3"]) + b"\n",
         lambda: b"\x98", lambda: b"\x97", lambda: b"R", lambda: b"o",
-        lambda: b"\x81", lambda: b"\x95" + struct.pack("<Q", rng.choice([0, 3, 1 << 40])),
+        lambda: b"\x81",
+        lambda: b"\x95" + struct.pack("<Q", rng.choice([0, 1, 2, 3, 5, 8, 13, 1 << 40])),
     ]
     # Bulk steps push the model past its bounds: 64 marks, 64 typed stack
     # items, 2048 memo map entries, 8 far memo entries.
@@ -462,7 +470,8 @@ def test_no_false_negatives(results):
     for c, s, o in zip(cases, scan, oracle):
         assert s.startswith(("PICKLE ", "CLEAN ")), s
         dangerous = o.startswith("1")
-        if dangerous and s.startswith("CLEAN"):
+        file_dangerous = o.split()[3] in ("find_class", "persistent_load", "ext")
+        if (dangerous or file_dangerous) and s.startswith("CLEAN"):
             fn.append((c, s, o))
         elif not dangerous and s.startswith("PICKLE"):
             fp.append((c, s, o))

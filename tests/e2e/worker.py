@@ -1,6 +1,9 @@
 #!/usr/bin/python3
 """A stand-in for a Python inference worker, for the end-to-end tests.
 
+(--load file uses pickle.load(io.BytesIO(frame)) instead: CPython's file
+path, which treats FRAME boundaries differently from loads.)
+
 It binds a PULL, REP or ROUTER socket and, for every message, does what a
 real worker using ``recv_pyobj`` does to every payload frame:
 ``pickle.loads(frame)`` inside try/except. That call is the attack surface
@@ -22,6 +25,7 @@ Prints "ready" on stdout once bound. Stops on SIGTERM/SIGINT.
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -54,6 +58,9 @@ def main():
     ap.add_argument("--record", required=True)
     ap.add_argument("--no-unpickle", action="store_true",
                     help="only record frames, never pickle.loads them")
+    ap.add_argument("--load", choices=["loads", "file"], default="loads",
+                    help="loads: pickle.loads(frame) (recv_pyobj); file: pickle.load(BytesIO(frame)), "
+                         "the path a worker replaying frames saved as .pkl files takes")
     args = ap.parse_args()
 
     signal.signal(signal.SIGTERM, _on_signal)
@@ -108,7 +115,10 @@ def main():
                         loaded.append(None)
                         continue
                     try:
-                        obj = pickle.loads(f)  # what recv_pyobj does
+                        if args.load == "file":
+                            obj = pickle.load(io.BytesIO(f))
+                        else:
+                            obj = pickle.loads(f)  # what recv_pyobj does
                         loaded.append(repr(obj))
                     except Exception:
                         loaded.append(None)

@@ -216,5 +216,7 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	zmq_close(s);
 	zmq_ctx_term(ctx);
+	for (int i = 0; i < n_hex; i++)
+		free(hexf[i].p);
 	return rc;
 }

@@ -213,7 +213,28 @@ static const struct tcase cases[] = {
 	T("PROTO twice and later", "\x80\x02\x80\x05\x80\x00" "cos\nsystem\n.", P, "GLOBAL", 6),
 	T("PROTO mid-stream", "\x80\x02N\x80\x04" "cos\nsystem\n.", P, "GLOBAL", 5),
 	T("PROTO 6", "\x80\x06" "cos\nsystem\n.", C, "bad-protocol", 0),
-	T("FRAME then GLOBAL", "\x95\x05\x00\x00\x00\x00\x00\x00\x00" "cos\nsystem\n.", P, "GLOBAL", 9),
+	T("FRAME then GLOBAL", "\x95\x0c\x00\x00\x00\x00\x00\x00\x00" "cos\nsystem\n.", P, "GLOBAL", 9),
+	T("frame ends, unframed opcodes follow",
+	  "\x95\x01\x00\x00\x00\x00\x00\x00\x00N\x8c\x02os\x8c\x01x\x93", P, "STACK_GLOBAL", 17),
+	/* A read running past a FRAME's end: pickle.load(file) would drop the
+	 * rest of the frame and read on from the file, loads() would not. */
+	T("straddle: GLOBAL line", "\x95\x05\x00\x00\x00\x00\x00\x00\x00" "cos\nsystem\n.", P,
+	  "FRAME-straddle", 9),
+	T("straddle: fixed arg", "\x95\x02\x00\x00\x00\x00\x00\x00\x00M\x01\x02.", P,
+	  "FRAME-straddle", 9),
+	T("arg starting at frame end is no straddle",
+	  "\x95\x01\x00\x00\x00\x00\x00\x00\x00K\x01.", C, "stop", 11),
+	T("straddle: INT line", "\x95\x02\x00\x00\x00\x00\x00\x00\x00I1\n.", P, "FRAME-straddle", 9),
+	T("straddle: BINUNICODE body", "\x95\x04\x00\x00\x00\x00\x00\x00\x00\x8c\x03osx.", P,
+	  "FRAME-straddle", 9),
+	T("no straddle: BINBYTES body (ReadInto)",
+	  "\x95\x04\x00\x00\x00\x00\x00\x00\x00" "C\x03" "abc.", C, "stop", 14),
+	T("straddle: nested FRAME longer", "\x95\x0a\x00\x00\x00\x00\x00\x00\x00"
+	  "\x95\x05\x00\x00\x00\x00\x00\x00\x00N.", P, "FRAME-straddle", 9),
+	T("nested FRAME inside", "\x95\x0b\x00\x00\x00\x00\x00\x00\x00"
+	  "\x95\x01\x00\x00\x00\x00\x00\x00\x00NN.", C, "stop", 20),
+	T("straddle truncated: both paths raise", "\x95\x02\x00\x00\x00\x00\x00\x00\x00I12", C,
+	  "truncated", 9),
 	T("FRAME mid-stream", "N\x95\x0c\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x8c\x06system\x93.",
 	  P, "STACK_GLOBAL", 22),
 	T("FRAME overflow", "\x95\xff\xff\xff\xff\xff\xff\xff\xff" "cos\nsystem\n.", C,
@@ -221,6 +242,8 @@ static const struct tcase cases[] = {
 	T("FRAME 2^56", "\x95\x00\x00\x00\x00\x00\x00\x00\x01" "cos\nsystem\n.", C,
 	  "length-too-large", 0),
 	T("FRAME truncated", "\x80\x04\x95\x01\x00", C, "truncated", 2),
+	T("FRAME header straddles FRAME", "\x95\x03\x00\x00\x00\x00\x00\x00\x00N\x95\x01"
+	  "\x00\x00\x00\x00\x00\x00\x00N.", P, "FRAME-straddle", 10),
 	T("STOP first", "N.cos\nsystem\n", C, "stop", 1),
 	T("STOP inside text arg is data", "S'.'\ncos\nsystem\n.", P, "GLOBAL", 5),
 
