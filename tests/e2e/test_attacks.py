@@ -833,3 +833,50 @@ def test_socket_type_policy_not_bypassed_by_omission(start_worker, start_zmtpfw,
     assert closed, "READY without a proper Socket-Type admitted under socket_types"
     assert [e for e in zf.events("reject") if e.get("reason") in ("socket-type", "handshake")]
     assert w.messages() == []
+
+
+def test_worker_error_reaches_client(start_zmtpfw):
+    """A worker that answers the handshake with ERROR: the client receives
+    that ERROR command byte-exact, and nothing the client sends after it
+    is forwarded as a message."""
+    import socket
+    import threading
+
+    reason = b"Access denied by test worker"
+    error_frame = Z.encode_frame(b"\x05ERROR" + bytes([len(reason)]) + reason, command=True)
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(10)
+    got = {}
+
+    def worker():
+        conn, _ = srv.accept()
+        conn.settimeout(10)
+        conn.sendall(Z.full_greeting())
+        data = b""
+        while len(data) < 64:  # the client's greeting, relayed by zmtpfw
+            chunk = conn.recv(64 - len(data))
+            if not chunk:
+                break
+            data += chunk
+        got["greeting"] = data
+        conn.sendall(error_frame)
+        time.sleep(0.5)
+        conn.close()
+
+    t = threading.Thread(target=worker, daemon=True)
+    t.start()
+    try:
+        zf = start_zmtpfw([make_route("w", f"127.0.0.1:{srv.getsockname()[1]}")])
+        with raw(zf) as c:
+            c.greet()
+            c.send_ready("PUSH")
+            flags, body = c.recv_frame(timeout=5)
+            assert flags == Z.FLAG_COMMAND
+            assert Z.encode_frame(body, command=True) == error_frame
+            assert c.wait_closed(5)
+        t.join(5)
+        assert got["greeting"][:10] == Z.full_greeting()[:10]
+    finally:
+        srv.close()
