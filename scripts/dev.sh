@@ -11,7 +11,8 @@ PY=/usr/bin/python3 # Debian's python3: the one that sees python3-zmq and python
 
 # Build and test dependencies, all from Debian's archive.
 DEPS=(build-essential cmake pkg-config clang libevent-dev libconfig-dev libzmq3-dev
-      python3 python3-zmq python3-pytest python3-msgpack iproute2 procps)
+      python3 python3-zmq python3-pytest python3-msgpack iproute2 procps
+      iptables yamllint python3-yaml shellcheck systemd)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

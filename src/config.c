@@ -208,6 +208,7 @@ static void cfg_route_defaults(struct config_route *r, size_t idx, enum config_m
 	r->max_message_size = CONFIG_DEF_MAX_MESSAGE;
 	r->handshake_timeout_ms = CONFIG_DEF_HANDSHAKE_MS;
 	r->max_connections = CONFIG_DEF_MAX_CONNS;
+	r->connect_timeout_ms = CONFIG_DEF_CONNECT_MS;
 }
 
 /* A config with global defaults and room for n routes (zeroed). */
@@ -222,6 +223,8 @@ static struct config *cfg_new(const char *path, enum config_mode mode, size_t n)
 	c->mode = mode;
 	c->log_level = LOG_INFO;
 	c->log_format = LOG_FORMAT_JSON;
+	c->drain_timeout_ms = CONFIG_DEF_DRAIN_MS;
+	c->metrics_probe_upstream = true;
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	return c;
 }
@@ -509,6 +512,7 @@ static int cfg_addr(struct cfg_ctx *x, const config_setting_t *s, bool allow_uni
 static const char *const cfg_mode_names[] = { "enforce", "log-only", NULL };
 static const char *const cfg_pickle_names[] = { "drop", "allow", NULL };
 static const char *const cfg_violation_names[] = { "drop-message", "close", NULL };
+static const char *const cfg_loader_names[] = { "any", "plain", NULL };
 static const char *const cfg_level_names[] = { "debug", "info", "warn", "error", NULL };
 static const char *const cfg_format_names[] = { "json", "text", NULL };
 
@@ -577,7 +581,8 @@ static int cfg_name(struct cfg_ctx *x, const config_setting_t *s, struct config_
 
 enum cfg_rkey {
 	RK_NAME, RK_LISTEN, RK_UPSTREAM, RK_ALLOW, RK_ALLOW_PICKLE, RK_PICKLE, RK_VIOLATION,
-	RK_MECHS, RK_STYPES, RK_MAXFRAME, RK_MAXMSG, RK_HANDSHAKE, RK_MAXCONN, RK_MODE, RK_COUNT
+	RK_MECHS, RK_STYPES, RK_MAXFRAME, RK_MAXMSG, RK_HANDSHAKE, RK_MAXCONN, RK_MODE,
+	RK_MAXPEER, RK_IDLE, RK_CONNECT, RK_LOADER, RK_COUNT
 };
 static const char *const cfg_route_keys[RK_COUNT + 1] = {
 	[RK_NAME] = "name", [RK_LISTEN] = "listen", [RK_UPSTREAM] = "upstream",
@@ -586,6 +591,8 @@ static const char *const cfg_route_keys[RK_COUNT + 1] = {
 	[RK_STYPES] = "socket_types", [RK_MAXFRAME] = "max_frame_size",
 	[RK_MAXMSG] = "max_message_size", [RK_HANDSHAKE] = "handshake_timeout_ms",
 	[RK_MAXCONN] = "max_connections", [RK_MODE] = "mode",
+	[RK_MAXPEER] = "max_connections_per_peer", [RK_IDLE] = "idle_timeout_ms",
+	[RK_CONNECT] = "connect_timeout_ms", [RK_LOADER] = "pickle_loader",
 };
 
 static int cfg_route_key(struct cfg_ctx *x, const config_setting_t *s, enum cfg_rkey k,
@@ -616,6 +623,11 @@ static int cfg_route_key(struct cfg_ctx *x, const config_setting_t *s, enum cfg_
 			return -1;
 		r->on_violation = (enum config_violation)e;
 		return 0;
+	case RK_LOADER:
+		if ((e = cfg_enum(x, s, cfg_loader_names)) < 0)
+			return -1;
+		r->pickle_loader = (enum config_loader)e;
+		return 0;
 	case RK_MODE:
 		if ((e = cfg_enum(x, s, cfg_mode_names)) < 0)
 			return -1;
@@ -634,6 +646,25 @@ static int cfg_route_key(struct cfg_ctx *x, const config_setting_t *s, enum cfg_
 		if (cfg_uint(x, s, 1, 1000000, &u) != 0)
 			return -1;
 		r->max_connections = (uint32_t)u;
+		return 0;
+	case RK_MAXPEER:
+		if (cfg_uint(x, s, 0, 1000000, &u) != 0)
+			return -1;
+		r->max_connections_per_peer = (uint32_t)u;
+		return 0;
+	case RK_IDLE:
+		/* 0 turns it off; below a second would cut healthy quiet peers */
+		if (cfg_uint(x, s, 0, 86400000, &u) != 0)
+			return -1;
+		if (u != 0 && u < 1000)
+			return cfg_fail(x, s, "idle_timeout_ms: %llu too small (0 = off, or "
+					      "1000..86400000)", (unsigned long long)u);
+		r->idle_timeout_ms = (uint32_t)u;
+		return 0;
+	case RK_CONNECT:
+		if (cfg_uint(x, s, 100, 600000, &u) != 0)
+			return -1;
+		r->connect_timeout_ms = (uint32_t)u;
 		return 0;
 	case RK_COUNT:
 		break;
@@ -697,6 +728,60 @@ static int cfg_log(struct cfg_ctx *x, const config_setting_t *g, struct config *
 	return 0;
 }
 
+static int cfg_bool(struct cfg_ctx *x, const config_setting_t *s, bool *out)
+{
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+		return cfg_fail(x, s, "%s: expected true or false, got %s", config_setting_name(s),
+				cfg_type_name(s));
+	*out = config_setting_get_bool(s) != 0;
+	return 0;
+}
+
+/* metrics = { listen = "127.0.0.1:9464"; probe_upstream = true; }; */
+static int cfg_metrics(struct cfg_ctx *x, const config_setting_t *g, struct config *c)
+{
+	bool have_listen = false;
+	if (config_setting_type(g) != CONFIG_TYPE_GROUP)
+		return cfg_fail(x, g, "metrics: expected a group { listen = ...; }, got %s",
+				cfg_type_name(g));
+	for (int i = 0; i < config_setting_length(g); i++) {
+		const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *name = config_setting_name(s);
+		if (strcmp(name, "listen") == 0) {
+			if (cfg_addr(x, s, false, &c->metrics_listen) != 0)
+				return -1;
+			have_listen = true;
+		} else if (strcmp(name, "probe_upstream") == 0) {
+			if (cfg_bool(x, s, &c->metrics_probe_upstream) != 0)
+				return -1;
+		} else {
+			return cfg_fail(x, s, "unknown key '%s' in metrics (expected listen, "
+					      "probe_upstream)", name);
+		}
+	}
+	if (!have_listen)
+		return cfg_fail(x, g, "metrics: missing 'listen'");
+	c->metrics_enabled = true;
+	return 0;
+}
+
+/* user = "zmtpfw"; resolved when privileges are dropped, not here: -t on a
+ * build host must not depend on its passwd file. Only the syntax is checked. */
+static int cfg_user(struct cfg_ctx *x, const config_setting_t *s, struct config *c)
+{
+	const char *v = NULL;
+	if (cfg_string(x, s, &v) != 0)
+		return -1;
+	size_t n = strlen(v);
+	if (n == 0 || n >= sizeof(c->user))
+		return cfg_fail(x, s, "user: length must be 1..%zu", sizeof(c->user) - 1);
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)v[i]) && v[i] != '_' && v[i] != '-' && v[i] != '.')
+			return cfg_fail(x, s, "user: '%s' is not a user name", v);
+	memcpy(c->user, v, n + 1);
+	return 0;
+}
+
 /* Everything after a successful libconfig parse. */
 static int cfg_root(struct cfg_ctx *x, const config_setting_t *root, struct config *c)
 {
@@ -716,8 +801,24 @@ static int cfg_root(struct cfg_ctx *x, const config_setting_t *root, struct conf
 				return -1;
 		} else if (strcmp(name, "routes") == 0) {
 			routes = s;
+		} else if (strcmp(name, "metrics") == 0) {
+			if (cfg_metrics(x, s, c) != 0)
+				return -1;
+		} else if (strcmp(name, "user") == 0) {
+			if (cfg_user(x, s, c) != 0)
+				return -1;
+		} else if (strcmp(name, "drain_timeout_ms") == 0) {
+			uint64_t u;
+			if (cfg_uint(x, s, 0, 600000, &u) != 0)
+				return -1;
+			c->drain_timeout_ms = (uint32_t)u;
+		} else if (strcmp(name, "reload_closes_disallowed") == 0) {
+			if (cfg_bool(x, s, &c->reload_closes_disallowed) != 0)
+				return -1;
 		} else {
-			return cfg_fail(x, s, "unknown key '%s' (expected mode, log, routes)", name);
+			return cfg_fail(x, s, "unknown key '%s' (expected mode, log, metrics, user, "
+					      "drain_timeout_ms, reload_closes_disallowed, routes)",
+					name);
 		}
 	}
 	if (routes == NULL)
@@ -749,6 +850,9 @@ static int cfg_root(struct cfg_ctx *x, const config_setting_t *root, struct conf
 						r->listen.text, c->routes[j].name,
 						c->routes[j].line);
 		}
+		if (c->metrics_enabled && cfg_addr_same(&c->metrics_listen, &r->listen))
+			return cfg_fail(x, g, "route '%s': listen %s is the metrics address",
+					r->name, r->listen.text);
 	}
 	return 0;
 }
@@ -757,19 +861,17 @@ struct config *config_load_file(const char *path, char *err, size_t errlen)
 {
 	struct cfg_ctx x = { .path = path, .err = err, .errlen = errlen };
 	struct config *c = NULL;
-	config_t lc;
-	char *buf = NULL;
+	char *buf;
 	size_t n = 0;
 	FILE *f;
 
-	config_init(&lc);
 	/* Read it ourselves: one read (no TOCTOU between the checks and the
 	 * parse) and a real errno for I/O errors. */
 	f = fopen(path, "r");
 	if (f == NULL) {
 		if (err && errlen)
 			snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-		goto fail;
+		return NULL;
 	}
 	buf = malloc(CONFIG_FILE_MAX + 1);
 	if (buf)
@@ -779,25 +881,49 @@ struct config *config_load_file(const char *path, char *err, size_t errlen)
 			snprintf(err, errlen, "%s: cannot read: %s", path,
 				 buf ? strerror(errno) : "out of memory");
 		fclose(f);
-		goto fail;
+		free(buf);
+		return NULL;
 	}
 	fclose(f);
+	if (n > CONFIG_FILE_MAX)
+		cfg_fail_at(&x, 1, "file too large (max %u bytes)", CONFIG_FILE_MAX);
+	else
+		c = config_load_buffer(buf, n, path, err, errlen);
+	free(buf);
+	return c;
+}
+
+struct config *config_load_buffer(const char *text, size_t n, const char *name, char *err,
+				  size_t errlen)
+{
+	struct cfg_ctx x = { .path = name, .err = err, .errlen = errlen };
+	struct config *c = NULL;
+	config_t lc;
+	char *buf = NULL;
+
+	config_init(&lc);
 	if (n > CONFIG_FILE_MAX) {
 		cfg_fail_at(&x, 1, "file too large (max %u bytes)", CONFIG_FILE_MAX);
 		goto fail;
 	}
-	buf[n] = '\0';
-	if (memchr(buf, '\0', n)) {
+	if (memchr(text, '\0', n)) {
 		cfg_fail_at(&x, 1, "file contains a NUL byte");
 		goto fail;
 	}
+	buf = malloc(n + 1); /* libconfig wants a C string */
+	if (buf == NULL) {
+		cfg_fail_at(&x, 1, "out of memory");
+		goto fail;
+	}
+	memcpy(buf, text, n);
+	buf[n] = '\0';
 	if (cfg_prescan(&x, buf, n) != 0)
 		goto fail;
 	if (config_read_string(&lc, buf) != CONFIG_TRUE) {
 		cfg_fail_at(&x, config_error_line(&lc), "%s", config_error_text(&lc));
 		goto fail;
 	}
-	c = cfg_new(path, CONFIG_MODE_ENFORCE, 0);
+	c = cfg_new(name, CONFIG_MODE_ENFORCE, 0);
 	if (c == NULL) {
 		cfg_fail_at(&x, 1, "out of memory");
 		goto fail;

@@ -20,6 +20,7 @@
 #include "zmtpfw/config.h"
 #include "zmtpfw/listener.h"
 #include "zmtpfw/log.h"
+#include "zmtpfw/metrics.h"
 #include "zmtpfw/relay.h"
 
 #define CONN_READ_MIN (16u << 10)
@@ -29,6 +30,7 @@
 #define CONN_LWM (1u << 20)         /* and resume below this */
 
 static uint64_t conn_id_seq;
+static bool conn_draining; /* SIGTERM received: see conn_drain_begin */
 
 uint64_t conn_next_id(void)
 {
@@ -65,6 +67,19 @@ static uint64_t conn_ms_since(const struct timespec *t0)
 	       (uint64_t)((now.tv_nsec - t0->tv_nsec) / 1000000);
 }
 
+static uint64_t conn_now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &t); /* vDSO, no syscall: once per read */
+	return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+static void conn_timer_ms(struct conn *c, uint64_t ms)
+{
+	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+	evtimer_add(c->timer, &tv);
+}
+
 static void conn_side_free(struct side *s)
 {
 	if (s->rev)
@@ -89,6 +104,7 @@ void conn_close(struct conn *c)
 
 	if (c->state == CONN_CLOSED)
 		return;
+	c->state_was_connecting = c->state == CONN_CONNECTING;
 	c->state = CONN_CLOSED;
 	log_event(c->close_from ? LOG_WARN : LOG_INFO, &ctx, &c->lst->rl, "close",
 		  LOG_STR("reason", reason), LOG_STR("detail", c->close_detail),
@@ -96,6 +112,14 @@ void conn_close(struct conn *c)
 		  LOG_U64("bytes_out", c->upstream.bytes_read), LOG_U64("messages", c->up.msgs),
 		  LOG_U64("dropped", c->up.dropped), LOG_U64("duration_ms", conn_ms_since(&c->started)),
 		  LOG_END);
+	struct metrics_route *m = c->lst->m;
+	metrics_gauge(m, METRICS_CONN_ACTIVE, -1);
+	metrics_add_reason(m, METRICS_CONN_CLOSED, METRICS_DIR_NONE, reason, 1);
+	if (strncmp(reason, "upstream-", 9) == 0 && c->state_was_connecting)
+		metrics_add_reason(m, METRICS_UPSTREAM_FAILED, METRICS_DIR_NONE, reason, 1);
+	else if (!c->handshake_done)
+		metrics_add_reason(m, METRICS_HANDSHAKE_FAILED, METRICS_DIR_NONE, reason, 1);
+	listener_conn_gone(c->lst, &c->peer_sa);
 	if (c->timer)
 		event_free(c->timer);
 	conn_side_free(&c->client);
@@ -160,8 +184,9 @@ static int conn_read(struct side *s)
 }
 
 /* Write what is queued; arm the write event for the rest. */
-static int conn_write(struct side *s)
+static int conn_write(struct conn *c, struct side *s)
 {
+	enum metrics_dir dir = s == &c->upstream ? METRICS_DIR_UP : METRICS_DIR_DOWN;
 	while (evbuffer_get_length(s->out) > 0) {
 		int n = evbuffer_write_atmost(s->out, s->fd, -1);
 		if (n < 0) {
@@ -173,14 +198,18 @@ static int conn_write(struct side *s)
 		}
 		if (n == 0)
 			break;
+		metrics_add(c->lst->m, METRICS_BYTES, dir, (uint64_t)n);
 	}
 	if (evbuffer_get_length(s->out) > 0)
 		return event_add(s->wev, NULL);
 	return event_del(s->wev);
 }
 
-static void conn_set_reading(struct side *s, bool on)
+static void conn_set_reading(struct conn *c, struct side *s, bool on)
 {
+	/* a client stopped at a message boundary by a drain stays stopped */
+	if (on && s == &c->client && c->up.drain_stop)
+		return;
 	if (s->reading == on || s->eof)
 		return;
 	s->reading = on;
@@ -214,15 +243,25 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 		conn_close(c);
 		return;
 	}
+	c->last_active_ms = conn_now_ms();
+	if (s == &c->upstream)
+		c->worker_quiet = false;
 	if (relay_process(c, d, s, o) < 0) {
+		(void)conn_write(c, o); /* messages judged before the violation */
 		conn_close(c);
 		return;
 	}
-	if (c->timer && c->up.phase >= DIR_TRAFFIC && c->down.phase >= DIR_TRAFFIC) {
-		event_free(c->timer); /* handshake complete both ways */
-		c->timer = NULL;
+	if (!c->handshake_done && c->up.phase >= DIR_TRAFFIC && c->down.phase >= DIR_TRAFFIC) {
+		const struct config_route *cfg = c->lst->cfg;
+		c->handshake_done = true;
+		if (cfg->idle_timeout_ms)
+			conn_timer_ms(c, cfg->idle_timeout_ms);
+		else
+			evtimer_del(c->timer);
 	}
-	if (conn_write(o) < 0) {
+	if (c->up.drain_stop)
+		conn_set_reading(c, &c->client, false);
+	if (conn_write(c, o) < 0) {
 		c->close_reason = o == &c->client ? "client-error" : "upstream-error";
 		c->close_detail = strerror(errno);
 		conn_close(c);
@@ -235,7 +274,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (evbuffer_get_length(o->out) > CONN_HWM)
-		conn_set_reading(s, false);
+		conn_set_reading(c, s, false);
 }
 
 static void conn_on_write(evutil_socket_t fd, short what, void *arg)
@@ -244,7 +283,7 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 	struct side *s = fd == c->client.fd ? &c->client : &c->upstream;
 	struct side *o = conn_other(c, s);
 
-	if (conn_write(s) < 0) {
+	if (conn_write(c, s) < 0) {
 		c->close_reason = s == &c->client ? "client-error" : "upstream-error";
 		c->close_detail = strerror(errno);
 		conn_close(c);
@@ -253,14 +292,36 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 	if (conn_finish_if_done(c, o))
 		return;
 	if (evbuffer_get_length(s->out) < CONN_LWM)
-		conn_set_reading(o, true);
+		conn_set_reading(c, o, true);
 }
 
+/* One timer per connection, by phase: dialling, handshake, then idle. */
 static void conn_on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
-	c->close_reason = c->state == CONN_CONNECTING ? "upstream-unreachable" : "handshake-timeout";
-	c->close_detail = "timeout";
+	const struct config_route *cfg = c->lst->cfg;
+
+	if (c->state == CONN_CONNECTING) {
+		c->close_reason = "upstream-timeout";
+		c->close_detail = "connect_timeout_ms";
+	} else if (!c->handshake_done) {
+		c->close_reason = "handshake-timeout";
+		c->close_detail = "handshake_timeout_ms";
+	} else {
+		uint64_t quiet = conn_now_ms() - c->last_active_ms;
+		if (cfg->idle_timeout_ms == 0)
+			return; /* turned off by a reload */
+		/* Waiting on backpressure or a slow socket is not idleness. */
+		if (evbuffer_get_length(c->client.out) || evbuffer_get_length(c->upstream.out) ||
+		    !c->client.reading || !c->upstream.reading)
+			quiet = 0;
+		if (quiet < cfg->idle_timeout_ms) {
+			conn_timer_ms(c, cfg->idle_timeout_ms - quiet);
+			return;
+		}
+		c->close_reason = "idle-timeout";
+		c->close_detail = "idle_timeout_ms";
+	}
 	conn_close(c);
 }
 
@@ -292,6 +353,9 @@ static void conn_on_connect(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	c->state = CONN_RELAYING;
+	/* The handshake deadline counts from accept. */
+	uint64_t spent = conn_ms_since(&c->started), limit = c->lst->cfg->handshake_timeout_ms;
+	conn_timer_ms(c, spent < limit ? limit - spent : 0);
 	if (conn_side_events(c, &c->client) < 0 || conn_side_events(c, &c->upstream) < 0) {
 		c->close_reason = "internal";
 		c->close_detail = "event setup failed";
@@ -327,6 +391,7 @@ void conn_start(struct listener *l, uint64_t id, int fd, const struct sockaddr *
 	int one = 1;
 
 	if (!c) {
+		listener_conn_gone(l, (const struct sockaddr_storage *)sa);
 		close(fd);
 		return;
 	}
@@ -337,17 +402,20 @@ void conn_start(struct listener *l, uint64_t id, int fd, const struct sockaddr *
 		l->conns->prev = c;
 	l->conns = c;
 	l->n_conns++;
+	metrics_add(l->m, METRICS_CONN_ACCEPTED, METRICS_DIR_NONE, 1);
+	metrics_gauge(l->m, METRICS_CONN_ACTIVE, 1);
 	clock_gettime(CLOCK_MONOTONIC, &c->started);
+	c->last_active_ms = conn_now_ms();
 	memcpy(&c->peer_sa, sa, salen < sizeof(c->peer_sa) ? salen : sizeof(c->peer_sa));
 	conn_format_peer(sa, c->peer, sizeof(c->peer));
-	c->log_only = cfg->mode == CONFIG_MODE_LOG_ONLY;
-	c->pickle_trusted = cfg->pickle == CONFIG_PICKLE_ALLOW ||
-			    cidr_list_match(&cfg->allow_pickle_from, sa);
 	c->client.fd = fd;
 	c->upstream.fd = -1;
 	c->client.read_size = c->upstream.read_size = CONN_READ_MIN;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
+	c->log_only = cfg->mode == CONFIG_MODE_LOG_ONLY; /* relay_init re-derives both */
+	c->pickle_trusted = cfg->pickle == CONFIG_PICKLE_ALLOW ||
+			    cidr_list_match(&cfg->allow_pickle_from, sa);
 	struct log_ctx ctx = conn_ctx(c);
 	if (would_reject)
 		log_event(LOG_WARN, &ctx, &l->rl, "would-reject", LOG_STR("reason", "not-allowed"),
@@ -367,12 +435,48 @@ void conn_start(struct listener *l, uint64_t id, int fd, const struct sockaddr *
 		conn_close(c);
 		return;
 	}
-	struct timeval tv = { .tv_sec = cfg->handshake_timeout_ms / 1000,
-			      .tv_usec = (cfg->handshake_timeout_ms % 1000) * 1000 };
-	evtimer_add(c->timer, &tv);
+	conn_timer_ms(c, cfg->connect_timeout_ms);
 	if (conn_dial(c) < 0) {
 		c->close_reason = "upstream-unreachable";
 		c->close_detail = strerror(errno);
 		conn_close(c);
 	}
+}
+
+void conn_drain_begin(void)
+{
+	conn_draining = true;
+}
+
+bool conn_draining_now(void)
+{
+	return conn_draining;
+}
+
+static bool conn_dir_at_boundary(const struct dir *d, const struct side *src)
+{
+	if (d->phase != DIR_TRAFFIC)
+		return d->phase != DIR_HANDSHAKE || evbuffer_get_length(src->in) == 0;
+	return !d->in_msg && d->parsed == 0 && d->dec.state == ZMTP_DEC_HEADER &&
+	       d->dec.hdr_have == 0 && (d->drain_stop || evbuffer_get_length(src->in) == 0);
+}
+
+bool conn_drain_tick(struct conn *c)
+{
+	bool quiet = c->worker_quiet;
+
+	c->worker_quiet = true;
+	if (c->state == CONN_RELAYING && !c->up.drain_stop && conn_dir_at_boundary(&c->up, &c->client)) {
+		/* nothing of a client message is in flight: take no new one */
+		c->up.drain_stop = true;
+		conn_set_reading(c, &c->client, false);
+	}
+	if (c->state == CONN_RELAYING &&
+	    (!quiet || !c->up.drain_stop || !conn_dir_at_boundary(&c->down, &c->upstream) ||
+	     evbuffer_get_length(c->client.out) > 0 || evbuffer_get_length(c->upstream.out) > 0))
+		return false;
+	c->close_reason = "shutdown";
+	c->close_detail = "drained";
+	conn_close(c);
+	return true;
 }

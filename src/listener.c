@@ -1,23 +1,78 @@
-/* listener: accept loop of one route. The allowlist and the connection limit
- * are applied here, on the address alone, before the worker is dialled and
- * before a byte is read from the peer. */
+/* listener: accept loop of one route. The allowlist and the connection
+ * limits are applied here, on the address alone, before the worker is
+ * dialled and before a byte is read from the peer. */
 #include "zmtpfw/listener.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <netinet/in.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
 
 #include "zmtpfw/cidr.h"
 #include "zmtpfw/conn.h"
+#include "zmtpfw/metrics.h"
+#include "zmtpfw/relay.h"
 
 #define LISTENER_BACKLOG 1024
+#define LISTENER_PROBE_EVERY_MS 2000 /* upstream reachability, for /readyz */
+#define LISTENER_PROBE_TIMEOUT_MS 1000
+
+/* Live connections of one source address (port ignored). */
+struct listener_peer {
+	struct listener_peer *next;
+	uint8_t addr[16]; /* IPv4 as mapped IPv6, as cidr does */
+	uint32_t n;
+};
 
 static struct log_ctx listener_ctx(const struct listener *l)
 {
 	return (struct log_ctx){ .route = l->cfg->name };
+}
+
+static void listener_key(const struct sockaddr *sa, uint8_t key[16])
+{
+	memset(key, 0, 16);
+	if (sa->sa_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	}
+}
+
+static struct listener_peer **listener_peer_slot(struct listener *l, const uint8_t key[16])
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (int i = 0; i < 16; i++)
+		h = (h ^ key[i]) * 16777619u;
+	struct listener_peer **pp = &l->peers[h % LISTENER_PEER_BUCKETS];
+	while (*pp && memcmp((*pp)->addr, key, 16) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+void listener_conn_gone(struct listener *l, const struct sockaddr_storage *peer)
+{
+	uint8_t key[16];
+	listener_key((const struct sockaddr *)peer, key);
+	struct listener_peer **pp = listener_peer_slot(l, key), *p = *pp;
+	if (p && --p->n == 0) {
+		*pp = p->next;
+		free(p);
+	}
+}
+
+static void listener_reject(struct listener *l, struct log_ctx *ctx, int fd, const char *reason,
+			    uint64_t limit)
+{
+	log_event(LOG_WARN, ctx, &l->rl, "reject", LOG_STR("reason", reason),
+		  limit ? LOG_U64("limit", limit) : LOG_STR("limit", NULL), LOG_END);
+	metrics_add_reason(l->m, METRICS_CONN_REJECTED, METRICS_DIR_NONE, reason, 1);
+	close(fd);
 }
 
 static void listener_on_accept(struct evconnlistener *lev, evutil_socket_t fd,
@@ -29,26 +84,33 @@ static void listener_on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	char peer[64];
 	bool allowed = cidr_list_match(&cfg->allow, sa);
 	struct log_ctx ctx = { .route = cfg->name, .conn = id, .peer = peer };
+	uint8_t key[16];
 
 	conn_format_peer(sa, peer, sizeof(peer));
-	if (!allowed && cfg->mode != CONFIG_MODE_LOG_ONLY) {
-		log_event(LOG_WARN, &ctx, &l->rl, "reject", LOG_STR("reason", "not-allowed"), LOG_END);
-		close(fd);
-		return;
+	if (!allowed && cfg->mode != CONFIG_MODE_LOG_ONLY)
+		return listener_reject(l, &ctx, fd, "not-allowed", 0);
+	if (l->n_conns >= cfg->max_connections)
+		return listener_reject(l, &ctx, fd, "max-connections", cfg->max_connections);
+	listener_key(sa, key);
+	struct listener_peer **pp = listener_peer_slot(l, key);
+	if (cfg->max_connections_per_peer && *pp && (*pp)->n >= cfg->max_connections_per_peer)
+		return listener_reject(l, &ctx, fd, "max-connections-per-peer",
+				       cfg->max_connections_per_peer);
+	if (*pp == NULL) {
+		/* bounded: one entry per live connection at most */
+		if ((*pp = calloc(1, sizeof(**pp))) == NULL)
+			return listener_reject(l, &ctx, fd, "out-of-memory", 0);
+		memcpy((*pp)->addr, key, 16);
 	}
-	if (l->n_conns >= cfg->max_connections) {
-		log_event(LOG_WARN, &ctx, &l->rl, "reject", LOG_STR("reason", "max-connections"),
-			  LOG_U64("limit", cfg->max_connections), LOG_END);
-		close(fd);
-		return;
-	}
+	(*pp)->n++;
 	conn_start(l, id, fd, sa, (socklen_t)salen, !allowed);
 }
 
 static void listener_on_resume(evutil_socket_t fd, short what, void *arg)
 {
 	struct listener *l = arg;
-	evconnlistener_enable(l->lev);
+	if (l->lev)
+		evconnlistener_enable(l->lev);
 }
 
 /* accept() failing (EMFILE, ENFILE, ENOMEM) would fire again at once: pause
@@ -63,7 +125,7 @@ static void listener_on_error(struct evconnlistener *lev, void *arg)
 	log_event(LOG_ERROR, &ctx, &l->rl, "error", LOG_STR("reason", "accept"),
 		  LOG_STR("detail", strerror(err)), LOG_END);
 	evconnlistener_disable(lev);
-	event_base_once(l->base, -1, EV_TIMEOUT, listener_on_resume, l, &tv);
+	evtimer_add(l->resume_timer, &tv);
 }
 
 static void listener_on_tick(evutil_socket_t fd, short what, void *arg)
@@ -73,14 +135,86 @@ static void listener_on_tick(evutil_socket_t fd, short what, void *arg)
 	log_ratelimit_flush(&ctx, &l->rl);
 }
 
-int listener_open(struct listener *l, const struct config_route *cfg, struct event_base *base)
+/* ---- upstream probe: a bare connect, closed at once ---- */
+
+static void listener_probe_end(struct listener *l, bool up)
+{
+	if (l->probe_ev)
+		event_free(l->probe_ev);
+	if (l->probe_fd >= 0)
+		close(l->probe_fd);
+	l->probe_ev = NULL;
+	l->probe_fd = -1;
+	if (l->probe != LISTENER_PROBE_OFF) {
+		enum listener_probe was = l->probe;
+		l->probe = up ? LISTENER_PROBE_UP : LISTENER_PROBE_DOWN;
+		if (was != l->probe) {
+			struct log_ctx ctx = listener_ctx(l);
+			log_event(up ? LOG_INFO : LOG_WARN, &ctx, NULL, "upstream",
+				  LOG_STR("state", up ? "up" : "down"),
+				  LOG_STR("upstream", l->cfg->upstream.text), LOG_END);
+		}
+	}
+}
+
+static void listener_on_probe(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+	int err = ETIMEDOUT;
+	socklen_t len = sizeof(err);
+
+	if ((what & EV_WRITE) && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	listener_probe_end(l, err == 0);
+}
+
+static void listener_on_probe_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+	const struct config_addr *up = &l->cfg->upstream;
+	struct timeval every = { LISTENER_PROBE_EVERY_MS / 1000, 0 };
+	struct timeval tmo = { 0, LISTENER_PROBE_TIMEOUT_MS * 1000 };
+
+	evtimer_add(l->probe_timer, &every);
+	if (l->probe == LISTENER_PROBE_OFF || l->probe_fd >= 0)
+		return;
+	l->probe_fd = socket(up->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (l->probe_fd < 0)
+		return listener_probe_end(l, false);
+	if (connect(l->probe_fd, (const struct sockaddr *)&up->sa, up->len) < 0 &&
+	    errno != EINPROGRESS)
+		return listener_probe_end(l, false);
+	l->probe_ev = event_new(l->base, l->probe_fd, EV_WRITE, listener_on_probe, l);
+	if (!l->probe_ev || event_add(l->probe_ev, &tmo) < 0)
+		listener_probe_end(l, false);
+}
+
+static void listener_probe_config(struct listener *l, bool on)
+{
+	l->probe = LISTENER_PROBE_OFF; /* no state change logged for a stopped probe */
+	listener_probe_end(l, false);
+	if (!on)
+		return;
+	l->probe = LISTENER_PROBE_UNKNOWN;
+	event_active(l->probe_timer, EV_TIMEOUT, 0); /* probe now */
+}
+
+/* ---- lifecycle ---- */
+
+struct listener *listener_open(const struct config_route *cfg, const struct config *owner,
+			       struct event_base *base, bool probe_upstream)
 {
 	struct log_ctx ctx = { .route = cfg->name };
 	struct timeval sec = { .tv_sec = 1, .tv_usec = 0 };
+	struct listener *l = calloc(1, sizeof(*l));
 
-	memset(l, 0, sizeof(*l));
+	if (!l)
+		return NULL;
 	l->cfg = cfg;
+	l->owner = owner;
 	l->base = base;
+	l->probe_fd = -1;
+	l->m = metrics_route_get(cfg->name);
 	l->lev = evconnlistener_new_bind(base, listener_on_accept, l,
 					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
 						 LEV_OPT_CLOSE_ON_EXEC,
@@ -90,29 +224,78 @@ int listener_open(struct listener *l, const struct config_route *cfg, struct eve
 		log_event(LOG_ERROR, &ctx, NULL, "error", LOG_STR("reason", "listen"),
 			  LOG_STR("listen", cfg->listen.text), LOG_STR("detail", strerror(errno)),
 			  LOG_END);
-		return -1;
+		free(l);
+		return NULL;
 	}
 	evconnlistener_set_error_cb(l->lev, listener_on_error);
 	l->rl_timer = event_new(base, -1, EV_PERSIST, listener_on_tick, l);
-	if (!l->rl_timer || event_add(l->rl_timer, &sec) < 0)
-		return -1;
+	l->probe_timer = evtimer_new(base, listener_on_probe_timer, l);
+	l->resume_timer = evtimer_new(base, listener_on_resume, l);
+	if (!l->rl_timer || !l->probe_timer || !l->resume_timer || event_add(l->rl_timer, &sec) < 0) {
+		listener_free(l, "internal");
+		return NULL;
+	}
+	listener_probe_config(l, probe_upstream);
 	log_event(LOG_INFO, &ctx, NULL, "listening", LOG_STR("listen", cfg->listen.text),
 		  LOG_STR("upstream", cfg->upstream.text),
 		  LOG_STR("mode", cfg->mode == CONFIG_MODE_LOG_ONLY ? "log-only" : "enforce"),
 		  LOG_STR("pickle", cfg->pickle == CONFIG_PICKLE_ALLOW ? "allow" : "drop"), LOG_END);
-	return 0;
+	return l;
 }
 
-void listener_close(struct listener *l)
+void listener_update(struct listener *l, const struct config_route *cfg,
+		     const struct config *owner, bool probe_upstream, bool close_disallowed)
 {
-	while (l->conns) {
-		l->conns->close_reason = "shutdown";
-		conn_close(l->conns);
+	bool upstream_changed = l->cfg->upstream.len != cfg->upstream.len ||
+				memcmp(&l->cfg->upstream.sa, &cfg->upstream.sa, cfg->upstream.len);
+
+	l->cfg = cfg;
+	l->owner = owner;
+	l->m = metrics_route_get(cfg->name);
+	if (upstream_changed || (l->probe != LISTENER_PROBE_OFF) != probe_upstream)
+		listener_probe_config(l, probe_upstream);
+	for (struct conn *c = l->conns; c; c = c->next)
+		relay_reconfigure(c);
+	if (close_disallowed && cfg->mode != CONFIG_MODE_LOG_ONLY) {
+		struct conn *c = l->conns, *next;
+		for (; c; c = next) {
+			next = c->next;
+			if (!cidr_list_match(&cfg->allow, (const struct sockaddr *)&c->peer_sa)) {
+				c->close_reason = "not-allowed";
+				c->close_detail = "allowlist changed by reload";
+				conn_close(c);
+			}
+		}
 	}
+}
+
+void listener_retire(struct listener *l)
+{
 	if (l->lev)
 		evconnlistener_free(l->lev);
+	l->lev = NULL;
+	l->retired = true;
+	listener_probe_config(l, false);
+}
+
+void listener_free(struct listener *l, const char *reason)
+{
+	while (l->conns) {
+		l->conns->close_reason = reason;
+		conn_close(l->conns);
+	}
+	listener_retire(l);
 	if (l->rl_timer)
 		event_free(l->rl_timer);
-	l->lev = NULL;
-	l->rl_timer = NULL;
+	if (l->probe_timer)
+		event_free(l->probe_timer);
+	if (l->resume_timer)
+		event_free(l->resume_timer);
+	for (size_t i = 0; i < LISTENER_PEER_BUCKETS; i++)
+		while (l->peers[i]) {
+			struct listener_peer *p = l->peers[i];
+			l->peers[i] = p->next;
+			free(p);
+		}
+	free(l);
 }

@@ -18,11 +18,25 @@
  *  - memo presence exactly for indexes < PS_MEMO_MAP, a few larger ones in
  *    a side table, and the memo length MEMOIZE writes at.
  * Text arguments are parsed from a PS_LINE_MAX buffer; longer ones are
- * assumed valid. Counted bodies are skipped by counting. A read crossing a
- * FRAME's end is flagged: there pickle.load(file) and loads() part ways. */
+ * assumed valid unless they hold a byte no number can contain. Counted
+ * bodies are skipped by counting (BINUNICODE bodies are checked as UTF-8,
+ * surrogatepass, on the way). A read crossing a FRAME's end is flagged:
+ * there pickle.load(file) and loads() part ways.
+ *
+ * Collect mode (pscan_collect, for zmtpfw scan) runs the same emulator but
+ * reports each reachable import and goes on as if it succeeded; string
+ * values are kept in the caller's struct ps_names (never in the relay's
+ * state) so STACK_GLOBAL operands can be named.
+ *
+ * Cost per frame: pscan_init writes a few words. The first byte is looked
+ * up in ps_first[]: a byte CPython rejects outright (not an opcode, or an
+ * opcode that raises on an empty stack) decides the frame with nothing else
+ * touched. Otherwise the scalar registers are zeroed once; the arrays are
+ * never cleared, because each is read only where this frame wrote it (the
+ * memo map up to memo_hi, which grows as indexes are stored). */
 #include "zmtpfw/pickle_scan.h"
 
-#include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 
 #define PS_KINDS 64       /* stack items whose kind is remembered */
@@ -31,6 +45,7 @@
 #define PS_MEMO_FAR 8     /* larger memo indexes tracked one by one */
 #define PS_LINE_MAX 128   /* text argument bytes kept for parsing */
 #define PS_NONE UINT64_MAX
+#define PS_INST UINT64_MAX /* ps_reach: INST pops down to its mark */
 
 /* A declared length >= 2^56 can never be satisfied: loads() reads from a
  * buffer in the address space, and no 64-bit CPU maps 2^56 bytes (x86-64
@@ -48,6 +63,7 @@ enum ps_kind {
 };
 
 enum ps_state {
+	PS_START,  /* nothing fed yet: registers not initialised */
 	PS_OPCODE, /* next byte is an opcode */
 	PS_FIXED,  /* collecting a fixed-size binary argument */
 	PS_SKIP,   /* skipping a counted body */
@@ -61,12 +77,58 @@ enum ps_check {
 	PC_ASCII, /* INST, PERSID: PyUnicode_DecodeASCII(..., "strict") */
 };
 
+/* ---- collect mode: names memory ----------------------------------------- */
+
+#define PS_ARENA (1u << 20) /* ring of string bytes */
+#define PS_NMEMO 8192       /* memo index -> string, direct-mapped */
+#define PS_NOREF UINT32_MAX
+
+/* A string value in the arena: arena bytes [at, at + len) in absolute
+ * (never wrapping) positions; len PS_NOREF: not a known string. */
+struct ps_ref {
+	uint64_t at;
+	uint32_t len;
+};
+
+struct ps_nmemo {
+	uint64_t idx;  /* memo index this slot describes */
+	uint64_t at;   /* its string value, as in ps_ref */
+	uint32_t len;
+	uint32_t gen;  /* scan that wrote it: older slots are empty */
+};
+
+struct ps_names {
+	uint64_t wr;    /* arena bytes ever reserved; a ref is intact while
+			   wr <= at + PS_ARENA (nothing wrapped onto it) */
+	uint32_t gen;   /* current scan, tags memo slots */
+	struct ps_ref stack[PS_KINDS]; /* parallel to pscan.kinds */
+	struct ps_nmemo memo[PS_NMEMO];
+	struct ps_ref body;            /* str body being copied (pscan.cap) */
+	uint64_t body_done;            /* bytes of it copied so far */
+	uint64_t line_len[2];          /* GLOBAL/INST lines, UNICODE/STRING */
+	uint8_t line[2][PSCAN_NAME_MAX];
+	uint8_t arena[PS_ARENA];
+};
+
+_Static_assert(sizeof(struct ps_names) <= PSCAN_NAMES_SIZE, "PSCAN_NAMES_SIZE too small");
+_Static_assert(_Alignof(struct ps_names) <= 8, "names alignment");
+
+static const struct ps_ref ps_noref = { 0, PS_NOREF };
+
 struct pscan {
+	/* ---- set by pscan_init / pscan_collect ---- */
 	enum pscan_verdict verdict;
 	enum ps_state state;
 	const char *reason;   /* static string for logs */
 	uint64_t pos;         /* offset of the next input byte */
 	uint64_t op_off;      /* offset of the opcode being executed */
+	uint64_t imports;     /* collect mode: imports reported */
+	unsigned opts;        /* PSCAN_EXT_UNREGISTERED, _NO_PERSID, _NO_BUFFERS */
+	pscan_import_fn fn;   /* collect mode when set */
+	void *ctx;
+	struct ps_names *nm;  /* collect mode: string values, or NULL */
+
+	/* ---- registers: zeroed by ps_start() at the first opcode ---- */
 	uint64_t arg_start;   /* offset where the current argument read began */
 	uint64_t buf_end;     /* end of the FRAME a file-mode load buffers */
 	uint8_t op;           /* opcode being executed */
@@ -79,38 +141,46 @@ struct pscan {
 	/* Counted body being skipped, and what it pushes when done. */
 	uint64_t skip;
 	uint8_t body_kind;
+	bool cap;             /* collect mode: body copied to nm->body */
 
 	/* Text line being collected. */
 	uint8_t line_no;      /* GLOBAL/INST read two lines: 0 or 1 */
 	uint8_t check;        /* enum ps_check for this line */
 	bool keep;            /* copy bytes into line[] for parsing */
+	bool keep_name;       /* collect mode: copy bytes into nm->line[] */
 	bool bad;             /* validation failed */
 	uint8_t u8_need;      /* UTF-8 continuation bytes still expected */
 	uint8_t u8_lo, u8_hi; /* range allowed for the next continuation */
+	bool u8_surr;         /* surrogatepass: ED A0..BF allowed */
 	uint8_t first, last;  /* STRING quote check, LONG's trailing 'L' */
 	uint64_t line_len;    /* bytes before '\n' */
 	uint64_t nul_at;      /* first NUL within line[], or PS_NONE */
-	uint8_t line[PS_LINE_MAX];
 
 	/* Stack model. */
 	bool lost;            /* depth/marks no longer exact: never raise */
-	bool exotic;          /* NEXT_BUFFER ran: stack may hold a non-data
-	                         object, so calls might succeed */
+	bool exotic;          /* NEXT_BUFFER ran, or (collect mode) an import
+				 succeeded: the stack may hold a non-data
+				 object, so calls might succeed */
 	uint64_t depth;       /* Py_SIZE(stack) */
 	uint64_t fence;       /* position of the top mark, 0 without marks */
 	uint64_t kinds_lo;    /* items [kinds_lo, depth) have a known kind */
-	uint8_t kinds[PS_KINDS];
 	uint64_t nmarks;      /* number of marks */
 	uint64_t marks_lo;    /* marks [marks_lo, nmarks) have known positions */
-	uint64_t marks[PS_MARKS];
+	uint64_t inst_at;     /* INST: where its mark was */
 
 	/* Memo model. */
 	uint64_t memo_len;    /* CPython's memo_len: where MEMOIZE writes */
+	uint64_t memo_hi;     /* memo_map bytes [0, memo_hi) are initialised */
 	bool memo_len_unknown;
 	bool far_lost;        /* a large index was stored but not recorded */
 	bool memo_blind;      /* a store went to an unknown index */
 	uint8_t far_n;
-	uint8_t far_kind[PS_MEMO_FAR];
+
+	/* ---- arrays: never cleared, read only where this frame wrote ---- */
+	uint8_t line[PS_LINE_MAX];  /* [0, min(line_len, PS_LINE_MAX)) */
+	uint8_t kinds[PS_KINDS];    /* items [kinds_lo, depth) */
+	uint64_t marks[PS_MARKS];   /* marks [marks_lo, nmarks) */
+	uint8_t far_kind[PS_MEMO_FAR]; /* [0, far_n) */
 	uint64_t far_idx[PS_MEMO_FAR];
 	uint8_t memo_map[PS_MEMO_MAP / 4]; /* 2 bits per index: enum ps_kind */
 };
@@ -132,19 +202,60 @@ static void ps_decide(struct pscan *s, enum pscan_verdict v, const char *why)
 	s->state = PS_DONE;
 }
 
-#define ps_clean(s, why) ps_decide((s), PSCAN_CLEAN, (why))
-#define ps_flag(s, why) ps_decide((s), PSCAN_PICKLE, (why))
+/* Emulation ends without an import from here on: STOP or a certain raise.
+ * In collect mode earlier imports still make the verdict PICKLE. */
+static void ps_clean(struct pscan *s, const char *why)
+{
+	ps_decide(s, s->imports ? PSCAN_PICKLE : PSCAN_CLEAN, why);
+}
+
+/* ---- names (collect mode) ---------------------------------------------- */
+
+static bool ps_ref_known(const struct ps_names *nm, struct ps_ref r)
+{
+	return r.len != PS_NOREF && nm->wr <= r.at + PS_ARENA;
+}
+
+/* Reserve len <= PSCAN_NAME_MAX contiguous arena bytes. */
+static struct ps_ref ps_reserve(struct ps_names *nm, uint64_t len)
+{
+	if (nm->wr % PS_ARENA + len > PS_ARENA)
+		nm->wr += PS_ARENA - nm->wr % PS_ARENA;
+	struct ps_ref r = { nm->wr, (uint32_t)len };
+	nm->wr += len;
+	return r;
+}
+
+static uint8_t *ps_bytes(struct ps_names *nm, struct ps_ref r)
+{
+	return nm->arena + r.at % PS_ARENA;
+}
+
+static struct ps_ref ps_store(struct ps_names *nm, const uint8_t *b, uint64_t len)
+{
+	struct ps_ref r = ps_reserve(nm, len);
+	if (len)
+		memcpy(ps_bytes(nm, r), b, len);
+	return r;
+}
 
 /* ---- stack and marks --------------------------------------------------- */
 
-static void ps_push(struct pscan *s, uint8_t kind)
+static void ps_push_ref(struct pscan *s, uint8_t kind, struct ps_ref ref)
 {
 	if (s->lost)
 		return;
 	s->kinds[s->depth % PS_KINDS] = kind;
+	if (s->nm)
+		s->nm->stack[s->depth % PS_KINDS] = ref;
 	s->depth++;
 	if (s->depth - s->kinds_lo > PS_KINDS)
 		s->kinds_lo = s->depth - PS_KINDS;
+}
+
+static void ps_push(struct pscan *s, uint8_t kind)
+{
+	ps_push_ref(s, kind, ps_noref);
 }
 
 /* Shrink the stack to `to` items (to <= depth). */
@@ -166,6 +277,18 @@ static uint8_t ps_kind(const struct pscan *s, uint64_t down)
 	if (at < s->kinds_lo)
 		return PK_ANY;
 	return s->kinds[at % PS_KINDS];
+}
+
+/* String value of the item `down` places below the top, if known. */
+static struct ps_ref ps_ref(const struct pscan *s, uint64_t down)
+{
+	if (!s->nm || s->lost || down >= s->depth)
+		return ps_noref;
+	uint64_t at = s->depth - 1 - down;
+	if (at < s->kinds_lo)
+		return ps_noref;
+	struct ps_ref r = s->nm->stack[at % PS_KINDS];
+	return ps_ref_known(s->nm, r) ? r : ps_noref;
 }
 
 static bool ps_maybe_str(uint8_t kind)
@@ -222,21 +345,51 @@ static uint8_t ps_memo_get(const struct pscan *s, uint64_t idx)
 {
 	if (s->memo_blind)
 		return PK_ANY;
-	if (idx < PS_MEMO_MAP)
+	if (idx < PS_MEMO_MAP) {
+		if (idx / 4 >= s->memo_hi)
+			return PK_ABSENT; /* never written in this frame */
 		return (s->memo_map[idx / 4] >> (2 * (idx % 4))) & 3;
+	}
 	for (unsigned i = 0; i < s->far_n; i++)
 		if (s->far_idx[i] == idx)
 			return s->far_kind[i];
 	return s->far_lost ? PK_ANY : PK_ABSENT;
 }
 
-static void ps_memo_put(struct pscan *s, uint64_t idx, uint8_t kind)
+static struct ps_ref ps_memo_ref(const struct pscan *s, uint64_t idx)
 {
+	if (!s->nm || s->memo_blind || idx == PS_NONE)
+		return ps_noref;
+	const struct ps_nmemo *m = &s->nm->memo[idx % PS_NMEMO];
+	struct ps_ref r = { m->at, m->len };
+	if (m->gen != s->nm->gen || m->idx != idx || !ps_ref_known(s->nm, r))
+		return ps_noref;
+	return r;
+}
+
+/* Store the stack top at memo index idx. */
+static void ps_memo_put(struct pscan *s, uint64_t idx)
+{
+	uint8_t kind = ps_kind(s, 0);
 	if (s->memo_blind)
 		return;
+	if (s->nm) {
+		/* Overwrites whatever index shared the slot: that one becomes
+		 * unknown, never wrong. */
+		struct ps_nmemo *m = &s->nm->memo[idx % PS_NMEMO];
+		struct ps_ref r = ps_ref(s, 0);
+		m->idx = idx;
+		m->at = r.at;
+		m->len = r.len;
+		m->gen = s->nm->gen;
+	}
 	if (kind == PK_STR)
 		kind = PK_ANY; /* 2-bit map; ANY is the safe approximation */
 	if (idx < PS_MEMO_MAP) {
+		if (idx / 4 >= s->memo_hi) { /* first use of these bytes */
+			memset(s->memo_map + s->memo_hi, 0, idx / 4 + 1 - s->memo_hi);
+			s->memo_hi = idx / 4 + 1;
+		}
 		unsigned sh = 2 * (idx % 4);
 		uint8_t *b = &s->memo_map[idx / 4];
 		if (((*b >> sh) & 3) == PK_ABSENT)
@@ -265,12 +418,12 @@ static void ps_memo_put(struct pscan *s, uint64_t idx, uint8_t kind)
 	s->far_lost = true;
 }
 
-static void ps_memoize(struct pscan *s, uint8_t kind)
+static void ps_memoize(struct pscan *s)
 {
 	if (s->memo_len_unknown)
 		s->memo_blind = true; /* stored at an index we cannot name */
 	else
-		ps_memo_put(s, s->memo_len, kind);
+		ps_memo_put(s, s->memo_len);
 }
 
 /* ---- text argument parsing --------------------------------------------- */
@@ -450,6 +603,7 @@ static bool ps_body(const struct pscan *s, bool strip_L, size_t *n)
 	return true;
 }
 
+
 /* ---- line collection --------------------------------------------------- */
 
 static void ps_line_start(struct pscan *s, uint8_t check, bool keep)
@@ -460,8 +614,13 @@ static void ps_line_start(struct pscan *s, uint8_t check, bool keep)
 	s->keep = keep;
 	s->bad = false;
 	s->u8_need = 0;
+	s->u8_surr = false;
 	s->line_len = 0;
 	s->nul_at = PS_NONE;
+	/* Collect mode names GLOBAL/INST lines and UNICODE/STRING values. */
+	s->keep_name = s->nm && (s->op == 'c' || s->op == 'i' || s->op == 'V' || s->op == 'S');
+	if (s->keep_name)
+		s->nm->line_len[s->line_no] = 0;
 }
 
 /* Strict UTF-8 as CPython decodes it: no overlongs, no surrogates, nothing
@@ -481,22 +640,65 @@ static void ps_utf8(struct pscan *s, uint8_t c)
 	s->bad |= c < 0xC2 || c > 0xF4;
 	s->u8_need = c < 0xE0 ? 1 : c < 0xF0 ? 2 : 3;
 	s->u8_lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
-	s->u8_hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+	s->u8_hi = c == 0xED && !s->u8_surr ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+}
+
+/* Validate UTF-8 bytes, ASCII words at a time. */
+static void ps_utf8_bytes(struct pscan *s, const uint8_t *b, size_t k)
+{
+	size_t i = 0;
+	while (i < k && !s->bad) {
+		if (s->u8_need == 0) {
+			while (i + 8 <= k) {
+				uint64_t w;
+				memcpy(&w, b + i, 8);
+				if (w & 0x8080808080808080u)
+					break;
+				i += 8;
+			}
+			if (i == k)
+				break;
+		}
+		ps_utf8(s, b[i++]);
+	}
+}
+
+/* Bytes no INT/LONG/FLOAT/GET/PUT argument can contain before its first
+ * NUL: anything outside alphanumerics, "_+-.", ASCII whitespace and bytes
+ * >= 0x80 (kept: locale-dependent isspace in strtol). Such a byte proves an
+ * argument too long for line[] invalid. */
+static bool ps_num_junk(uint8_t c)
+{
+	if (c >= 0x80 || ps_space(c) || c == '_' || c == '+' || c == '-' || c == '.')
+		return false;
+	return !((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'));
 }
 
 static void ps_line_bytes(struct pscan *s, const uint8_t *b, size_t k)
 {
 	if (k == 0)
 		return;
+	if (s->keep && s->nul_at == PS_NONE) {
+		for (size_t i = 0; i < k && b[i] != 0; i++)
+			s->bad |= ps_num_junk(b[i]);
+	}
 	if (s->keep && s->line_len < PS_LINE_MAX) {
 		size_t room = PS_LINE_MAX - (size_t)s->line_len;
 		size_t c = k < room ? k : room;
 		memcpy(s->line + s->line_len, b, c);
-		if (s->nul_at == PS_NONE) {
-			const uint8_t *z = memchr(b, 0, c);
-			if (z)
-				s->nul_at = s->line_len + (uint64_t)(z - b);
+	}
+	if (s->keep && s->nul_at == PS_NONE) {
+		const uint8_t *z = memchr(b, 0, k);
+		if (z)
+			s->nul_at = s->line_len + (uint64_t)(z - b);
+	}
+	if (s->keep_name) {
+		uint64_t *have = &s->nm->line_len[s->line_no];
+		if (*have < PSCAN_NAME_MAX) {
+			size_t c = PSCAN_NAME_MAX - (size_t)*have;
+			memcpy(s->nm->line[s->line_no] + *have, b, k < c ? k : c);
 		}
+		*have += k;
 	}
 	if (s->line_len == 0)
 		s->first = b[0];
@@ -506,8 +708,7 @@ static void ps_line_bytes(struct pscan *s, const uint8_t *b, size_t k)
 		for (size_t i = 0; i < k; i++)
 			s->bad |= b[i] >= 0x80;
 	} else if (s->check == PC_UTF8) {
-		for (size_t i = 0; i < k && !s->bad; i++)
-			ps_utf8(s, b[i]);
+		ps_utf8_bytes(s, b, k);
 	}
 }
 
@@ -518,6 +719,66 @@ static bool ps_name_ok(const struct pscan *s, bool may_be_empty)
 	return !s->bad && s->u8_need == 0 && (may_be_empty || s->line_len > 0);
 }
 
+/* A str value whose bytes are b[0..n): known when it is plain ASCII without
+ * a backslash (UNICODE's raw-unicode-escape and STRING's escape decoding
+ * then change nothing). */
+static struct ps_ref ps_plain_str(struct pscan *s, const uint8_t *b, uint64_t n)
+{
+	if (n > PSCAN_NAME_MAX)
+		return ps_noref;
+	for (uint64_t i = 0; i < n; i++)
+		if (b[i] >= 0x80 || b[i] == '\\')
+			return ps_noref;
+	return ps_store(s->nm, b, n);
+}
+
+/* ---- imports ----------------------------------------------------------- */
+
+/* Execution reaches an import. Flag-and-stop: that is the verdict. Collect:
+ * report it, then model its success: `pop` operands (PS_INST: down to
+ * INST's mark) are replaced by an unknown object, and from now on the stack
+ * may hold callables. */
+static void ps_reach(struct pscan *s, struct pscan_import *imp, uint64_t pop)
+{
+	if (!s->fn) {
+		ps_decide(s, PSCAN_PICKLE, imp->opcode);
+		return;
+	}
+	imp->offset = s->op_off;
+	s->imports++;
+	s->fn(s->ctx, imp);
+	s->exotic = true;
+	ps_cut(s, pop == PS_INST ? s->inst_at : s->depth - pop);
+	ps_push(s, PK_ANY);
+}
+
+/* A read crossed a FRAME's end (see ps_straddles): which program runs next
+ * depends on how the pickle is loaded. Ends emulation in both modes. */
+static void ps_straddle_hit(struct pscan *s)
+{
+	if (s->fn) {
+		struct pscan_import imp = { .opcode = "FRAME-straddle", .offset = s->op_off };
+		s->imports++;
+		s->fn(s->ctx, &imp);
+	}
+	ps_decide(s, PSCAN_PICKLE, "FRAME-straddle");
+}
+
+/* GLOBAL/INST names from the two collected lines. */
+static void ps_reach_named(struct pscan *s, const char *what, uint64_t pop)
+{
+	struct pscan_import imp = { .opcode = what };
+	if (s->nm) {
+		uint64_t m = s->nm->line_len[0], n = s->nm->line_len[1];
+		imp.module = s->nm->line[0];
+		imp.module_len = m < PSCAN_NAME_MAX ? (size_t)m : PSCAN_NAME_MAX;
+		imp.name = s->nm->line[1];
+		imp.name_len = n < PSCAN_NAME_MAX ? (size_t)n : PSCAN_NAME_MAX;
+		imp.truncated = m > PSCAN_NAME_MAX || n > PSCAN_NAME_MAX;
+	}
+	ps_reach(s, &imp, pop);
+}
+
 /* ---- opcode execution -------------------------------------------------- */
 
 static void ps_body_skip(struct pscan *s, uint64_t len, uint8_t kind)
@@ -526,14 +787,46 @@ static void ps_body_skip(struct pscan *s, uint64_t len, uint8_t kind)
 		ps_clean(s, "length-too-large");
 		return;
 	}
+	/* Collect mode keeps short str bodies (BINUNICODE*, BINSTRING*). */
+	s->cap = s->nm && (kind == PK_STR || kind == PK_ANY) && len <= PSCAN_NAME_MAX;
+	if (s->cap) {
+		s->nm->body = ps_reserve(s->nm, len);
+		s->nm->body_done = 0;
+	}
 	if (len == 0) {
-		ps_push(s, kind);
+		ps_push_ref(s, kind, s->cap ? s->nm->body : ps_noref);
 		return;
 	}
 	s->state = PS_SKIP;
 	s->arg_start = s->pos;
 	s->skip = len;
 	s->body_kind = kind;
+	/* BINUNICODE*: PyUnicode_DecodeUTF8(..., "surrogatepass") */
+	s->bad = false;
+	s->u8_need = 0;
+	s->u8_surr = true;
+}
+
+/* A counted body is complete. */
+static void ps_body_done(struct pscan *s)
+{
+	struct ps_ref r = ps_noref;
+	if (s->body_kind == PK_STR && (s->bad || s->u8_need)) {
+		ps_clean(s, "bad-argument"); /* UnicodeDecodeError */
+		return;
+	}
+	if (s->cap && ps_ref_known(s->nm, s->nm->body)) {
+		r = s->nm->body;
+		/* BINSTRING decodes with the default encoding, ASCII. */
+		const uint8_t *b = ps_bytes(s->nm, r);
+		for (uint32_t i = 0; s->body_kind == PK_ANY && i < s->nm->body.len; i++) {
+			if (b[i] >= 0x80) {
+				r = ps_noref;
+				break;
+			}
+		}
+	}
+	ps_push_ref(s, s->body_kind, r);
 }
 
 /* pickle.load(file) keeps only the current FRAME in its buffer (when the
@@ -546,7 +839,7 @@ static void ps_body_skip(struct pscan *s, uint64_t len, uint8_t kind)
 static bool ps_straddles(struct pscan *s)
 {
 	if (s->arg_start < s->buf_end && s->pos > s->buf_end) {
-		ps_flag(s, "FRAME-straddle");
+		ps_straddle_hit(s);
 		return true;
 	}
 	return false;
@@ -559,7 +852,7 @@ static void ps_get_idx(struct pscan *s, uint64_t idx)
 	if (k == PK_ABSENT)
 		ps_clean(s, "memo-missing");
 	else
-		ps_push(s, k);
+		ps_push_ref(s, k, ps_memo_ref(s, idx));
 }
 
 /* REDUCE, OBJ, NEWOBJ, NEWOBJ_EX call or type-check a stack item. Without
@@ -574,6 +867,20 @@ static bool ps_calls_fail(struct pscan *s, uint64_t operands)
 	if (ps_avail(s, operands))
 		ps_clean(s, "not-callable");
 	return true;
+}
+
+/* EXT1/2/4 with a valid code: the extension registry is consulted. */
+static void ps_ext(struct pscan *s, int64_t code)
+{
+	if (s->opts & PSCAN_EXT_UNREGISTERED) {
+		ps_clean(s, "ext-unregistered"); /* ValueError, no find_class */
+		return;
+	}
+	struct pscan_import imp = {
+		.opcode = s->op == 0x82 ? "EXT1" : s->op == 0x83 ? "EXT2" : "EXT4",
+		.ext_code = code,
+	};
+	ps_reach(s, &imp, 0);
 }
 
 /* After a fixed-size argument is complete. */
@@ -611,7 +918,7 @@ static void ps_fixed_done(struct pscan *s)
 		else if (s->pos >= s->buf_end)
 			s->buf_end = s->pos + v; /* file mode: new buffer */
 		else if (s->pos + v > s->buf_end)
-			ps_flag(s, "FRAME-straddle"); /* nested, reads past it */
+			ps_straddle_hit(s); /* nested, reads past it */
 		break;
 	case 0x80: /* PROTO */
 		if (v > 5)
@@ -621,20 +928,20 @@ static void ps_fixed_done(struct pscan *s)
 		if (v == 0)
 			ps_clean(s, "bad-ext-code");
 		else
-			ps_flag(s, s->op == 0x82 ? "EXT1" : "EXT2");
+			ps_ext(s, (int64_t)v);
 		break;
 	case 0x84: /* EXT4: signed code, <= 0 raises */
 		if (v == 0 || (v & 0x80000000u))
 			ps_clean(s, "bad-ext-code");
 		else
-			ps_flag(s, "EXT4");
+			ps_ext(s, (int64_t)v);
 		break;
 	case 'h': case 'j': /* BINGET, LONG_BINGET */
 		ps_get_idx(s, v);
 		break;
 	case 'q': case 'r': /* BINPUT, LONG_BINPUT */
 		if (ps_avail(s, 1))
-			ps_memo_put(s, v, ps_kind(s, 0));
+			ps_memo_put(s, v);
 		break;
 	}
 }
@@ -645,6 +952,7 @@ static void ps_line_done(struct pscan *s)
 	size_t n = 0;
 	uint64_t v = 0;
 	bool neg = false, known;
+	struct ps_ref r = ps_noref;
 
 	switch (s->op) {
 	case 'I': case 'L': case 'F':
@@ -653,6 +961,8 @@ static void ps_line_done(struct pscan *s)
 		 * PyOS_string_to_double. All must consume the whole line. */
 		if (s->line_len == 0)
 			goto bad;
+		if (!ps_body(s, s->op == 'L', &n) && s->bad)
+			goto bad; /* too long to parse, but holds a stray byte */
 		if (ps_body(s, s->op == 'L', &n) &&
 		    !(s->op == 'F' ? ps_float_ok(s->line, n) :
 		      (s->op == 'I' && ps_strtol_ok(s->line, n)) ||
@@ -664,10 +974,14 @@ static void ps_line_done(struct pscan *s)
 		if (s->line_len < 2 || s->first != s->last ||
 		    (s->first != '\'' && s->first != '"'))
 			goto bad;
-		ps_push(s, PK_ANY);
+		if (s->keep_name && s->line_len <= PSCAN_NAME_MAX)
+			r = ps_plain_str(s, s->nm->line[0] + 1, s->line_len - 2);
+		ps_push_ref(s, PK_ANY, r);
 		break;
 	case 'V': /* UNICODE: raw-unicode-escape errors assumed absent */
-		ps_push(s, PK_STR);
+		if (s->keep_name && s->line_len <= PSCAN_NAME_MAX)
+			r = ps_plain_str(s, s->nm->line[0], s->line_len);
+		ps_push_ref(s, PK_STR, r);
 		break;
 	case 'g': case 'p':
 		/* GET, PUT: PyLong_FromString base 10; negative or overflowing
@@ -677,6 +991,8 @@ static void ps_line_done(struct pscan *s)
 		if (s->op == 'p' && !ps_avail(s, 1))
 			break;
 		known = ps_body(s, false, &n);
+		if (!known && s->bad)
+			goto bad;
 		if (known && (!ps_pylong(s->line, n, 10, &v, &neg) || v > INT64_MAX))
 			goto bad;
 		if (s->op == 'g' && known && neg)
@@ -686,15 +1002,17 @@ static void ps_line_done(struct pscan *s)
 		else if (s->op == 'g')
 			ps_get_idx(s, known ? v : PS_NONE);
 		else if (known)
-			ps_memo_put(s, v, ps_kind(s, 0));
+			ps_memo_put(s, v);
 		else
 			s->memo_blind = true; /* stored at an index we cannot name */
 		break;
-	case 'P': /* PERSID with a persistent_load: ASCII id, may be empty */
+	case 'P': { /* PERSID with a persistent_load: ASCII id, may be empty */
 		if (!ps_name_ok(s, true))
 			goto bad;
-		ps_flag(s, "PERSID");
+		struct pscan_import imp = { .opcode = "PERSID" };
+		ps_reach(s, &imp, 0);
 		break;
+	}
 	case 'c': case 'i': /* GLOBAL, INST: module line then name line */
 		if (!ps_name_ok(s, false))
 			goto bad;
@@ -702,7 +1020,8 @@ static void ps_line_done(struct pscan *s)
 			s->line_no = 1;
 			ps_line_start(s, s->check, false);
 		} else {
-			ps_flag(s, s->op == 'c' ? "GLOBAL" : "INST");
+			ps_reach_named(s, s->op == 'c' ? "GLOBAL" : "INST",
+				       s->op == 'c' ? 0 : PS_INST);
 		}
 		break;
 	}
@@ -758,8 +1077,11 @@ static void ps_opcode(struct pscan *s, uint8_t op)
 	case '(':
 		ps_mark(s);
 		break;
-	case '.':
-		ps_clean(s, "stop");
+	case '.': /* load() then pops the result: Pdata_pop's underflow test */
+		if (!s->lost && s->depth - s->fence < 1)
+			ps_clean(s, "stack-underflow");
+		else
+			ps_clean(s, "stop");
 		break;
 	case '0': /* POP: pops the top mark if it sits at the stack top */
 		if (!s->lost && s->nmarks > 0 && s->fence == s->depth)
@@ -769,7 +1091,7 @@ static void ps_opcode(struct pscan *s, uint8_t op)
 		break;
 	case '2': /* DUP */
 		if (ps_avail(s, 1))
-			ps_push(s, ps_kind(s, 0));
+			ps_push_ref(s, ps_kind(s, 0), ps_ref(s, 0));
 		break;
 	case 'N': case ')': case ']': case '}': case 0x88: case 0x89: case 0x8f:
 		ps_push(s, PK_VAL);
@@ -778,10 +1100,14 @@ static void ps_opcode(struct pscan *s, uint8_t op)
 		ps_line_start(s, PC_NONE, true);
 		break;
 	case 'S': case 'V':
+		s->line_no = 0;
 		ps_line_start(s, PC_NONE, false);
 		break;
-	case 'P':
-		ps_line_start(s, PC_ASCII, false);
+	case 'P': /* load_persid raises before reading without persistent_load */
+		if (s->opts & PSCAN_NO_PERSID)
+			ps_clean(s, "no-persistent-load");
+		else
+			ps_line_start(s, PC_ASCII, false);
 		break;
 	case 'c':
 		s->line_no = 0;
@@ -790,20 +1116,34 @@ static void ps_opcode(struct pscan *s, uint8_t op)
 	case 'i': /* INST pops its mark before reading the names */
 		if (!ps_marker(s, &at))
 			break;
+		s->inst_at = at;
 		s->line_no = 0;
 		ps_line_start(s, PC_ASCII, false);
 		break;
 	case 'Q': /* BINPERSID pops the id, then calls persistent_load */
-		if (ps_avail(s, 1))
-			ps_flag(s, "BINPERSID");
+		if (s->opts & PSCAN_NO_PERSID) {
+			ps_clean(s, "no-persistent-load");
+		} else if (ps_avail(s, 1)) {
+			struct pscan_import imp = { .opcode = "BINPERSID" };
+			ps_reach(s, &imp, 1);
+		}
 		break;
 	case 0x93: /* STACK_GLOBAL: both operands must be exact str */
 		if (!ps_avail(s, 2))
 			break;
-		if (!ps_maybe_str(ps_kind(s, 0)) || !ps_maybe_str(ps_kind(s, 1)))
+		if (!ps_maybe_str(ps_kind(s, 0)) || !ps_maybe_str(ps_kind(s, 1))) {
 			ps_clean(s, "stack-global-not-str");
-		else
-			ps_flag(s, "STACK_GLOBAL");
+		} else {
+			struct pscan_import imp = { .opcode = "STACK_GLOBAL" };
+			struct ps_ref m = ps_ref(s, 1), n = ps_ref(s, 0);
+			if (m.len != PS_NOREF && n.len != PS_NOREF) {
+				imp.module = ps_bytes(s->nm, m);
+				imp.module_len = m.len;
+				imp.name = ps_bytes(s->nm, n);
+				imp.name_len = n.len;
+			}
+			ps_reach(s, &imp, 2);
+		}
 		break;
 	case 'a': case 'b': /* APPEND; BUILD leaves the instance on top */
 		ps_pop_push(s, 2, 1, PK_ABSENT);
@@ -820,7 +1160,7 @@ static void ps_opcode(struct pscan *s, uint8_t op)
 		break;
 	case 0x94: /* MEMOIZE */
 		if (ps_avail(s, 1))
-			ps_memoize(s, ps_kind(s, 0));
+			ps_memoize(s);
 		break;
 	case 'R': case 0x81: case 0x92: /* REDUCE, NEWOBJ: 2 operands; NEWOBJ_EX: 3 */
 		at = op == 0x92 ? 3 : 2;
@@ -840,7 +1180,11 @@ static void ps_opcode(struct pscan *s, uint8_t op)
 		}
 		break;
 	case 0x97: /* NEXT_BUFFER: raises unless loads() got buffers= */
-		s->exotic = true;
+		if (s->opts & PSCAN_NO_BUFFERS) {
+			ps_clean(s, "no-buffers");
+			break;
+		}
+		s->exotic = true; /* buffers= may hold any object */
 		ps_push(s, PK_ANY);
 		break;
 	case 0x98: /* READONLY_BUFFER: memoryview(top) */
@@ -863,16 +1207,96 @@ static void ps_opcode(struct pscan *s, uint8_t op)
 	}
 }
 
+/* ---- first byte -------------------------------------------------------- */
+
+/* What CPython does with each byte as the first opcode, when that alone
+ * decides: not an opcode ("invalid load key"), or an opcode that raises on
+ * an empty stack without reading further (every option alike). 0: run the
+ * emulator. Bytes not listed are not opcodes. These are exactly the verdicts ps_opcode() reaches from the
+ * initial state; test_pickle_scan checks every byte against the emulator
+ * (after a PROTO, where this table is not used) and so does the oracle. */
+enum { F_NOTOP, F_RUN, F_UNDER, F_NOMARK };
+
+static const uint8_t ps_first[256] = {
+	/* arguments, pushes, MARK, or option-dependent (P, Q): run */
+	['('] = F_RUN, ['F'] = F_RUN, ['I'] = F_RUN, ['L'] = F_RUN, ['N'] = F_RUN,
+	['S'] = F_RUN, ['V'] = F_RUN, ['P'] = F_RUN, ['c'] = F_RUN, ['g'] = F_RUN,
+	['p'] = F_RUN, [')'] = F_RUN, ['G'] = F_RUN, ['J'] = F_RUN, ['K'] = F_RUN,
+	['M'] = F_RUN, ['Q'] = F_RUN, ['T'] = F_RUN, ['U'] = F_RUN, ['X'] = F_RUN,
+	[']'] = F_RUN, ['h'] = F_RUN, ['j'] = F_RUN, ['q'] = F_RUN, ['r'] = F_RUN,
+	['}'] = F_RUN, ['B'] = F_RUN, ['C'] = F_RUN, [0x80] = F_RUN, [0x82] = F_RUN,
+	[0x83] = F_RUN, [0x84] = F_RUN, [0x88] = F_RUN, [0x89] = F_RUN,
+	[0x8a] = F_RUN, [0x8b] = F_RUN, [0x8c] = F_RUN, [0x8d] = F_RUN,
+	[0x8e] = F_RUN, [0x8f] = F_RUN, [0x95] = F_RUN, [0x96] = F_RUN,
+	[0x97] = F_RUN,
+	/* pop from an empty stack */
+	['.'] = F_UNDER, ['0'] = F_UNDER, ['2'] = F_UNDER, ['R'] = F_UNDER,
+	['a'] = F_UNDER, ['b'] = F_UNDER, ['s'] = F_UNDER, [0x81] = F_UNDER,
+	[0x85] = F_UNDER, [0x86] = F_UNDER, [0x87] = F_UNDER, [0x92] = F_UNDER,
+	[0x93] = F_UNDER, [0x94] = F_UNDER, [0x98] = F_UNDER,
+	/* need a mark */
+	['d'] = F_NOMARK, ['i'] = F_NOMARK, ['l'] = F_NOMARK, ['t'] = F_NOMARK,
+	['1'] = F_NOMARK, ['e'] = F_NOMARK, ['o'] = F_NOMARK, ['u'] = F_NOMARK,
+	[0x90] = F_NOMARK, [0x91] = F_NOMARK,
+};
+
+static const char *const ps_first_why[] = {
+	[F_NOTOP] = "not-an-opcode", [F_RUN] = "need-more", [F_UNDER] = "stack-underflow", [F_NOMARK] = "no-mark",
+};
+
+/* Zero the registers (not the arrays) before the first opcode runs. */
+static void ps_start(struct pscan *s)
+{
+	memset(&s->arg_start, 0, offsetof(struct pscan, line) - offsetof(struct pscan, arg_start));
+	s->nul_at = PS_NONE;
+	s->state = PS_OPCODE;
+}
+
 /* ---- public API -------------------------------------------------------- */
+
+void pscan_init_opts(struct pscan_state *st, unsigned opts)
+{
+	struct pscan *s = PS_GET(st);
+	s->verdict = PSCAN_NEED_MORE;
+	s->state = PS_START;
+	s->reason = "need-more";
+	s->pos = 0;
+	s->op_off = 0;
+	s->imports = 0;
+	s->opts = opts;
+	s->fn = NULL;
+	s->ctx = NULL;
+	s->nm = NULL;
+}
 
 void pscan_init(struct pscan_state *st)
 {
+	pscan_init_opts(st, 0);
+}
+
+void pscan_names_init(struct pscan_names *nmp)
+{
+	memset(nmp, 0, sizeof(struct ps_names));
+}
+
+void pscan_collect(struct pscan_state *st, struct pscan_names *nmp,
+		   pscan_import_fn fn, void *ctx)
+{
 	struct pscan *s = PS_GET(st);
-	memset(s, 0, sizeof(*s));
-	s->verdict = PSCAN_NEED_MORE;
-	s->state = PS_OPCODE;
-	s->reason = "need-more";
-	s->nul_at = PS_NONE;
+	struct ps_names *nm = nmp ? (struct ps_names *)(void *)nmp->opaque : NULL;
+
+	s->fn = fn;
+	s->ctx = ctx;
+	s->nm = nm;
+	if (nm && ++nm->gen == 0) { /* 2^32 scans: forget every slot */
+		memset(nm->memo, 0, sizeof(nm->memo));
+		nm->gen = 1;
+	}
+}
+
+uint64_t pscan_imports(const struct pscan_state *st)
+{
+	return PS_CGET(st)->imports;
 }
 
 enum pscan_verdict pscan_feed(struct pscan_state *st, const uint8_t *p, size_t n)
@@ -882,6 +1306,16 @@ enum pscan_verdict pscan_feed(struct pscan_state *st, const uint8_t *p, size_t n
 
 	while (i < n && s->verdict == PSCAN_NEED_MORE) {
 		switch (s->state) {
+		case PS_START: {
+			uint8_t f = ps_first[p[i]];
+			if (f != F_RUN) {
+				s->pos = 1;
+				ps_decide(s, PSCAN_CLEAN, ps_first_why[f]);
+				return s->verdict;
+			}
+			ps_start(s);
+			break;
+		}
 		case PS_OPCODE:
 			s->op_off = s->pos++;
 			ps_opcode(s, p[i++]);
@@ -903,6 +1337,12 @@ enum pscan_verdict pscan_feed(struct pscan_state *st, const uint8_t *p, size_t n
 		}
 		case PS_SKIP: {
 			uint64_t k = s->skip < n - i ? s->skip : n - i;
+			if (s->body_kind == PK_STR)
+				ps_utf8_bytes(s, p + i, (size_t)k);
+			if (s->cap) {
+				memcpy(ps_bytes(s->nm, s->nm->body) + s->nm->body_done, p + i, (size_t)k);
+				s->nm->body_done += k;
+			}
 			s->skip -= k;
 			i += (size_t)k;
 			s->pos += k;
@@ -910,7 +1350,7 @@ enum pscan_verdict pscan_feed(struct pscan_state *st, const uint8_t *p, size_t n
 				s->state = PS_OPCODE;
 				/* PK_BUF bodies are the ReadInto ones */
 				if (s->body_kind == PK_BUF || !ps_straddles(s))
-					ps_push(s, s->body_kind);
+					ps_body_done(s);
 			}
 			break;
 		}
@@ -941,7 +1381,7 @@ enum pscan_verdict pscan_finish(struct pscan_state *st)
 	struct pscan *s = PS_GET(st);
 	if (s->verdict == PSCAN_NEED_MORE) {
 		/* CPython raises "pickle data was truncated" / EOFError. */
-		if (s->state == PS_OPCODE)
+		if (s->state == PS_OPCODE || s->state == PS_START)
 			s->op_off = s->pos;
 		ps_clean(s, "truncated");
 	}

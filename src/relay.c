@@ -14,9 +14,11 @@
 
 #include <event2/buffer.h>
 
+#include "zmtpfw/cidr.h"
 #include "zmtpfw/config.h"
 #include "zmtpfw/listener.h"
 #include "zmtpfw/log.h"
+#include "zmtpfw/metrics.h"
 
 #define RELAY_IOV 16
 #define RELAY_MAX_FRAMES 65536 /* frames in one client message */
@@ -42,21 +44,45 @@ static int relay_fail(struct conn *c, const struct dir *d, const char *reason, c
 	return -1;
 }
 
-int relay_init(struct conn *c)
+/* Derive the connection's policy from the route's config in force. */
+static int relay_policy(struct conn *c)
 {
 	const struct config_route *cfg = c->lst->cfg;
 
-	c->up.from_client = true;
+	c->log_only = cfg->mode == CONFIG_MODE_LOG_ONLY;
+	c->pickle_trusted = cfg->pickle == CONFIG_PICKLE_ALLOW ||
+			    cidr_list_match(&cfg->allow_pickle_from,
+					    (const struct sockaddr *)&c->peer_sa);
 	c->up.scan = !c->pickle_trusted;
-	zmtp_dec_init(&c->up.dec, cfg->max_frame_size);
-	zmtp_dec_init(&c->down.dec, cfg->max_frame_size);
-	if (c->up.scan) {
+	c->up.dec.max_frame = c->down.dec.max_frame = cfg->max_frame_size;
+	c->repolicy = false;
+	if (c->up.scan && !c->up.hold) {
 		c->up.hold = evbuffer_new();
 		c->up.ps = malloc(sizeof(*c->up.ps));
 		if (!c->up.hold || !c->up.ps)
 			return -1;
 	}
 	return 0;
+}
+
+int relay_init(struct conn *c)
+{
+	const struct config_route *cfg = c->lst->cfg;
+
+	c->up.from_client = true;
+	zmtp_dec_init(&c->up.dec, cfg->max_frame_size);
+	zmtp_dec_init(&c->down.dec, cfg->max_frame_size);
+	return relay_policy(c);
+}
+
+void relay_reconfigure(struct conn *c)
+{
+	const struct config_route *cfg = c->lst->cfg;
+
+	/* Frame limits are checked at each header: apply them now. Scanning,
+	 * trust and mode change between messages, never inside one. */
+	c->up.dec.max_frame = c->down.dec.max_frame = cfg->max_frame_size;
+	c->repolicy = true;
 }
 
 void relay_free(struct conn *c)
@@ -184,7 +210,9 @@ static void relay_log_pickle(struct conn *c, struct dir *d, const char *event)
 }
 
 /* The current data frame's verdict is known; its bytes so far are the
- * `parsed` region. Decide where they, the held frames and the rest go. */
+ * `parsed` region. Decide where they, the held frames and the rest go.
+ * Returns 1 when src->in changed (the caller must re-peek), 0 when the
+ * frame only joined the forward prefix, -1 to close. */
 static int relay_judge(struct conn *c, struct dir *d, struct side *src, struct side *dst,
 		       size_t *fwd, enum pscan_verdict v)
 {
@@ -194,12 +222,17 @@ static int relay_judge(struct conn *c, struct dir *d, struct side *src, struct s
 	if (v == PSCAN_PICKLE) {
 		if (c->log_only) {
 			relay_log_pickle(c, d, "would-drop");
+			d->would_drop = true;
 		} else {
 			relay_log_pickle(c, d, "drop");
 			d->dropped++;
 			if (relay_flush(src, dst, fwd) < 0)
 				return relay_fail(c, d, "internal", "move failed");
 			if (cfg->on_violation == CONFIG_ON_VIOLATION_CLOSE) {
+				metrics_add_reason(c->lst->m, METRICS_MSGS_DROPPED, METRICS_DIR_UP,
+						   "pickle", 1);
+				metrics_add_reason(c->lst->m, METRICS_FRAMES_DROPPED, METRICS_DIR_UP,
+						   "pickle", d->frame_idx + 1);
 				c->close_reason = "pickle";
 				c->close_detail = pscan_reason(d->ps);
 				return -1;
@@ -209,7 +242,7 @@ static int relay_judge(struct conn *c, struct dir *d, struct side *src, struct s
 			d->parsed = 0;
 			d->msg = MSG_DROP;
 			d->dest = FRAME_DRAIN;
-			return 0;
+			return 1;
 		}
 	}
 	if (d->frame_more) {
@@ -220,27 +253,34 @@ static int relay_judge(struct conn *c, struct dir *d, struct side *src, struct s
 		d->parsed = 0;
 		d->msg = MSG_HOLD;
 		d->dest = FRAME_HOLD;
-		return 0;
+		return 1;
 	}
 	/* Last frame and clean: release the message. Commands that arrived
 	 * mid-message (in fwd) go first; they are not part of it. */
+	int changed = 0;
 	if (evbuffer_get_length(d->hold) > 0) {
 		if (relay_flush(src, dst, fwd) < 0 || evbuffer_add_buffer(dst->out, d->hold) < 0)
 			return relay_fail(c, d, "internal", "move failed");
+		changed = 1;
 	}
 	*fwd += d->parsed;
 	d->parsed = 0;
 	d->msg = MSG_IDLE;
 	d->dest = FRAME_FWD;
-	return 0;
+	return changed;
 }
 
 static int relay_on_header(struct conn *c, struct dir *d, struct side *src, struct side *dst,
 			   size_t *fwd)
 {
 	const struct config_route *cfg = c->lst->cfg;
+	const struct dir *peer = d == &c->up ? &c->down : &c->up;
 	uint8_t flags = d->dec.flags;
 
+	/* libzmq sends nothing after its READY until it has the peer's: a frame
+	 * earlier is not libzmq, and would reach a worker still handshaking. */
+	if (peer->phase != DIR_TRAFFIC)
+		return relay_fail(c, d, "protocol", "frame before the peer's handshake");
 	d->frame_cmd = (flags & ZMTP_FLAG_COMMAND) != 0;
 	d->frame_more = (flags & ZMTP_FLAG_MORE) != 0;
 	d->frame_judged = false;
@@ -253,9 +293,13 @@ static int relay_on_header(struct conn *c, struct dir *d, struct side *src, stru
 		d->dest = FRAME_PENDING;
 		return 0;
 	}
-	if (d->msg == MSG_IDLE) {
+	/* A message starts after a frame without MORE, whatever the scan state
+	 * (unscanned directions never leave MSG_IDLE). */
+	if (!d->in_msg) {
 		d->frame_idx = 0;
 		d->msg_bytes = 0;
+		if (d->from_client && c->repolicy && relay_policy(c) < 0)
+			return relay_fail(c, d, "internal", "out of memory");
 	}
 	d->msg_bytes += d->dec.size;
 	if (d->from_client && d->msg_bytes > cfg->max_message_size)
@@ -280,7 +324,7 @@ static int relay_on_header(struct conn *c, struct dir *d, struct side *src, stru
 		return 0;
 	}
 	d->dest = FRAME_PENDING;
-	pscan_init(d->ps);
+	pscan_init_opts(d->ps, cfg->pickle_loader == CONFIG_LOADER_PLAIN ? PSCAN_STOCK : 0);
 	return 0;
 }
 
@@ -305,16 +349,35 @@ static int relay_on_command(struct conn *c, struct dir *d, struct side *src, siz
 	return 0;
 }
 
-static void relay_frame_done(struct dir *d)
+/* A frame ended. At a message's end, count it and, while draining, stop
+ * taking client messages: the rest of the input is never parsed. */
+static void relay_frame_done(struct conn *c, struct dir *d)
 {
+	enum metrics_dir dir = d->from_client ? METRICS_DIR_UP : METRICS_DIR_DOWN;
+	uint64_t frames = (uint64_t)d->frame_idx + 1;
+
 	if (d->frame_cmd)
 		return;
 	if (d->frame_more) {
 		d->frame_idx++;
+		d->in_msg = true;
 		return;
 	}
+	if (d->msg == MSG_DROP) {
+		metrics_add_reason(c->lst->m, METRICS_MSGS_DROPPED, dir, "pickle", 1);
+		metrics_add_reason(c->lst->m, METRICS_FRAMES_DROPPED, dir, "pickle", frames);
+	} else {
+		metrics_add(c->lst->m, METRICS_MSGS_FORWARDED, dir, 1);
+		metrics_add(c->lst->m, METRICS_FRAMES_FORWARDED, dir, frames);
+		if (d->would_drop)
+			metrics_add_reason(c->lst->m, METRICS_MSGS_WOULD_DROP, dir, "pickle", 1);
+	}
+	d->would_drop = false;
+	d->in_msg = false;
 	d->msgs++;
 	d->msg = MSG_IDLE;
+	if (d->from_client && conn_draining_now())
+		d->drain_stop = true;
 }
 
 /* Handle one decoder event. Returns 1 when the input buffer was modified
@@ -342,11 +405,12 @@ static int relay_event(struct conn *c, struct dir *d, struct side *src, struct s
 			if (d->frame_cmd)
 				return relay_on_command(c, d, src, fwd) < 0 ? -1 : 1;
 			if (d->dest == FRAME_PENDING) {
-				if (relay_judge(c, d, src, dst, fwd, pscan_finish(d->ps)) < 0)
+				int j = relay_judge(c, d, src, dst, fwd, pscan_finish(d->ps));
+				if (j < 0)
 					return -1;
-				changed = 1;
+				changed |= j;
 			}
-			relay_frame_done(d);
+			relay_frame_done(c, d);
 		}
 		return changed;
 	}
@@ -387,14 +451,15 @@ static int relay_event(struct conn *c, struct dir *d, struct side *src, struct s
 		if (v == PSCAN_NEED_MORE && ev->frame_end)
 			v = pscan_finish(d->ps);
 		if (v != PSCAN_NEED_MORE) {
-			if (relay_judge(c, d, src, dst, fwd, v) < 0)
+			int j = relay_judge(c, d, src, dst, fwd, v);
+			if (j < 0)
 				return -1;
-			changed = 1;
+			changed = j;
 		}
 		break;
 	}
 	if (ev->frame_end)
-		relay_frame_done(d);
+		relay_frame_done(c, d);
 	return changed;
 }
 
@@ -408,22 +473,25 @@ static int relay_traffic(struct conn *c, struct dir *d, struct side *src, struct
 		size_t skip = fwd + d->parsed;
 		int changed = 0;
 
-		if (skip >= evbuffer_get_length(src->in))
+		if (skip >= evbuffer_get_length(src->in) || d->drain_stop)
 			break;
 		if (evbuffer_ptr_set(src->in, &pos, skip, EVBUFFER_PTR_SET) < 0)
 			return relay_fail(c, d, "internal", "ptr");
 		int nv = evbuffer_peek(src->in, -1, &pos, v, RELAY_IOV);
 		if (nv > RELAY_IOV)
 			nv = RELAY_IOV;
-		for (int i = 0; i < nv && !changed; i++) {
+		for (int i = 0; i < nv && !changed && !d->drain_stop; i++) {
 			const uint8_t *p = v[i].iov_base;
 			size_t n = v[i].iov_len;
-			while (n > 0 && !changed) {
+			while (n > 0 && !changed && !d->drain_stop) {
 				struct zmtp_ev ev;
 				size_t used = zmtp_dec_step(&d->dec, p, n, &ev);
 				changed = relay_event(c, d, src, dst, &fwd, &ev, used);
-				if (changed < 0)
+				if (changed < 0) {
+					/* what was judged before the violation still goes */
+					(void)relay_flush(src, dst, &fwd);
 					return -1;
+				}
 				p += used;
 				n -= used;
 			}

@@ -18,6 +18,11 @@
 enum config_mode { CONFIG_MODE_ENFORCE = 0, CONFIG_MODE_LOG_ONLY };
 enum config_pickle { CONFIG_PICKLE_DROP = 0, CONFIG_PICKLE_ALLOW };
 enum config_violation { CONFIG_ON_VIOLATION_DROP_MESSAGE = 0, CONFIG_ON_VIOLATION_CLOSE };
+/* What the scanner may assume about the worker's unpickling. */
+enum config_loader {
+	CONFIG_LOADER_ANY = 0, /* custom Unpickler, copyreg extensions, persistent_load */
+	CONFIG_LOADER_PLAIN,   /* only pickle.loads(frame), empty extension registry */
+};
 
 /* A resolved socket address with its original text (for logs). */
 struct config_addr {
@@ -31,6 +36,8 @@ struct config_addr {
 #define CONFIG_DEF_MAX_MESSAGE (256ull << 20)
 #define CONFIG_DEF_HANDSHAKE_MS 10000u
 #define CONFIG_DEF_MAX_CONNS 1024u
+#define CONFIG_DEF_CONNECT_MS 5000u
+#define CONFIG_DEF_DRAIN_MS 10000u
 
 struct config_route {
 	char name[64];                   /* unique; "route0".. when not given */
@@ -40,6 +47,7 @@ struct config_route {
 	struct cidr_list allow_pickle_from; /* peers trusted to send pickle */
 	enum config_pickle pickle;       /* allow = scanning off for everyone */
 	enum config_violation on_violation;
+	enum config_loader pickle_loader; /* PLAIN: EXT/PERSID/NEXT_BUFFER cannot import */
 	enum config_mode mode;           /* inherits the global mode */
 	char mechanisms[CONFIG_MAX_MECHS][20]; /* 20-byte NUL-padded, as on the wire */
 	size_t n_mechanisms;
@@ -49,6 +57,9 @@ struct config_route {
 	uint64_t max_message_size;       /* bytes, per message, client->worker */
 	uint32_t handshake_timeout_ms;   /* accept -> both READYs relayed */
 	uint32_t max_connections;        /* concurrent, per route */
+	uint32_t max_connections_per_peer; /* concurrent, per source address; 0: no limit */
+	uint32_t idle_timeout_ms;        /* no byte either way for this long: close; 0: never */
+	uint32_t connect_timeout_ms;     /* dialling the worker */
 	int line;                        /* line of the route in the file, 0 for flags */
 };
 
@@ -56,6 +67,12 @@ struct config {
 	enum config_mode mode;           /* global default */
 	enum log_level log_level;
 	enum log_format log_format;
+	bool metrics_enabled;            /* metrics = { listen = ...; } present */
+	struct config_addr metrics_listen; /* HTTP: /metrics /healthz /readyz (TCP) */
+	bool metrics_probe_upstream;     /* /readyz also dials every upstream */
+	char user[64];                   /* setuid to this user after binding; "" keeps */
+	uint32_t drain_timeout_ms;       /* SIGTERM: wait this long for messages in flight */
+	bool reload_closes_disallowed;   /* SIGHUP: close live peers the new allow refuses */
 	struct config_route *routes;     /* n_routes entries */
 	size_t n_routes;
 	char path[512];                  /* file it came from, "" for flags */
@@ -72,6 +89,11 @@ struct config *config_from_flags(const char *listen, const char *upstream,
 				 const char *allow, const char *allow_pickle_from,
 				 bool log_only, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
+
+/* Same as config_load_file on text already in memory; name is used as
+ * FILE in messages. n excludes any NUL terminator; text need not have one. */
+struct config *config_load_buffer(const char *text, size_t n, const char *name, char *err,
+				  size_t errlen) __attribute__((warn_unused_result));
 
 void config_free(struct config *c);
 

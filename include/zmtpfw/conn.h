@@ -65,6 +65,9 @@ struct dir {
 	bool frame_cmd;            /* current frame is a command */
 	bool frame_judged;         /* scanner verdict known for the current frame */
 	enum msg_state msg;
+	bool in_msg;               /* a data frame with MORE was seen: mid-message */
+	bool would_drop;           /* log-only: the message being relayed has a pickle */
+	bool drain_stop;           /* draining: parsing stopped at a message boundary */
 	uint32_t frame_idx;        /* index of the current frame in its message */
 	uint64_t msg_bytes;        /* declared bytes of the message so far */
 	uint64_t frame_seen;       /* body bytes of the current frame seen */
@@ -88,11 +91,16 @@ struct conn {
 	struct listener *lst;         /* route runtime */
 	struct side client, upstream;
 	struct dir up, down;          /* up: client->worker, down: worker->client */
-	struct event *timer;          /* handshake deadline, deleted once both READYs pass */
+	struct event *timer;          /* connect, then handshake deadline, then idle check */
+	bool handshake_done;          /* both handshake frames relayed */
+	bool state_was_connecting;    /* closed while dialling: an upstream failure */
+	bool worker_quiet;            /* draining: no worker bytes since the last drain tick */
+	uint64_t last_active_ms;      /* monotonic ms of the last byte read, for idle_timeout */
 	char peer[64];                /* "ip:port" for logs */
 	struct sockaddr_storage peer_sa;
 	bool log_only;                /* route mode */
 	bool pickle_trusted;          /* peer in allow_pickle_from, or pickle = allow */
+	bool repolicy;                /* reloaded: re-derive the three above at the next message */
 	struct timespec started;      /* monotonic, for duration */
 	const char *close_reason;     /* set by whoever decides to close */
 	const char *close_detail;
@@ -112,5 +120,18 @@ void conn_start(struct listener *l, uint64_t id, int fd, const struct sockaddr *
 
 /* Close both sockets, log "close", free. Safe to call once per conn. */
 void conn_close(struct conn *c);
+
+/* Graceful shutdown (SIGTERM): from now on every connection stops taking new
+ * client messages at a message boundary and closes once nothing is in
+ * flight either way. */
+void conn_drain_begin(void);
+bool conn_draining_now(void);
+
+/* Called every CONN_DRAIN_TICK_MS while draining: closes c if it is at a
+ * message boundary both ways, has nothing queued, and the worker has been
+ * quiet since the previous tick (a reply may still be coming otherwise).
+ * Returns true when it closed c. */
+#define CONN_DRAIN_TICK_MS 100
+bool conn_drain_tick(struct conn *c);
 
 #endif

@@ -6,10 +6,21 @@
  * of the top stack items) to know when CPython would certainly raise. It flags
  * the frame as soon as execution could reach GLOBAL, INST, STACK_GLOBAL,
  * EXT1/2/4 or PERSID/BINPERSID. When unsure it keeps scanning; it reports
- * CLEAN only when CPython would certainly raise or stop first. */
+ * CLEAN only when CPython would certainly raise or stop first.
+ *
+ * Two modes share the emulator:
+ *  - flag-and-stop (pscan_init): the relay's mode. The first reachable
+ *    import decides PICKLE and scanning stops. Nothing but the fixed state
+ *    is touched; init is O(1).
+ *  - collect (pscan_init + pscan_collect): for offline scanning (zmtpfw
+ *    scan). Every reachable import is reported to a callback, with its
+ *    module and name when the scanner can name them, and emulation goes on
+ *    as if the import succeeded (from then on any call may succeed), until
+ *    STOP, a certain raise, or the end of the input. */
 #ifndef ZMTPFW_PICKLE_SCAN_H
 #define ZMTPFW_PICKLE_SCAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,14 +34,32 @@ struct pscan; /* opaque state lives in pickle_scan.c; size below */
 
 /* Fixed-size state so callers can embed it without allocation (about 1.4 KiB
  * used: stack kinds, 64 mark positions, a 2048-entry memo map, a 128-byte
- * text-argument buffer). pickle_scan.c checks the fit at compile time. */
+ * text-argument buffer). pickle_scan.c checks the fit at compile time. Only
+ * the few bytes a frame actually uses are ever written: init is O(1). */
 #define PSCAN_STATE_SIZE 1536
 
 struct pscan_state {
 	_Alignas(8) unsigned char opaque[PSCAN_STATE_SIZE];
 };
 
+/* Loader assumptions (pscan_init_opts). 0, the default, is the most
+ * permissive loader: a worker may have registered copyreg extension codes,
+ * may unpickle with a persistent_load and may pass buffers=, so EXT with a
+ * code > 0 and PERSID/BINPERSID count as imports and NEXT_BUFFER may push
+ * anything (even a callable). PSCAN_STOCK is plain pickle.loads(frame) on
+ * stock CPython. */
+#define PSCAN_EXT_UNREGISTERED 0x1u /* the copyreg extension registry is empty
+				       (stock CPython): EXT1/2/4 raise
+				       ValueError without reaching find_class */
+#define PSCAN_NO_PERSID 0x2u /* no persistent_load (always so for
+				pickle.loads()): PERSID/BINPERSID raise */
+#define PSCAN_NO_BUFFERS 0x4u /* loads() without buffers= (pickle.loads of
+				 a frame): NEXT_BUFFER raises */
+#define PSCAN_STOCK (PSCAN_EXT_UNREGISTERED | PSCAN_NO_PERSID | PSCAN_NO_BUFFERS)
+
+/* Start a frame (flag-and-stop mode, default options). O(1). */
 void pscan_init(struct pscan_state *st);
+void pscan_init_opts(struct pscan_state *st, unsigned opts);
 
 /* Feed the next n bytes of the frame. Returns the verdict so far; once CLEAN
  * or PICKLE it is final and further bytes are ignored. */
@@ -49,11 +78,63 @@ enum pscan_verdict pscan_finish(struct pscan_state *st);
  * is CLEAN ("stop", "not-an-opcode", "stack-underflow", "no-mark",
  * "odd-items", "memo-missing", "bad-argument", "bad-protocol",
  * "bad-ext-code", "negative-length", "length-too-large", "not-callable",
- * "stack-global-not-str", "not-a-buffer", "truncated"), or "need-more". */
+ * "stack-global-not-str", "not-a-buffer", "truncated"; with options also
+ * "ext-unregistered", "no-persistent-load", "no-buffers"), or
+ * "need-more".
+ * In collect mode: how emulation ended (one of the CLEAN reasons, or
+ * "FRAME-straddle"), whatever the verdict. */
 const char *pscan_reason(const struct pscan_state *st);
 
 /* Byte offset in the frame of the opcode that decided the verdict (for
- * "truncated": of the unfinished opcode, or the end when between opcodes). */
+ * "truncated": of the unfinished opcode, or the end when between opcodes).
+ * In collect mode: of the opcode that ended emulation. */
 uint64_t pscan_offset(const struct pscan_state *st);
+
+/* ---- collect mode ------------------------------------------------------ */
+
+/* Strings longer than this are not kept: a STACK_GLOBAL operand that long
+ * is reported unknown, a GLOBAL/INST line that long is cut (truncated). */
+#define PSCAN_NAME_MAX 512
+
+/* One reachable import, as reported to the callback. Pointers are valid
+ * only during the call. */
+struct pscan_import {
+	const char *opcode;    /* "GLOBAL", "INST", "STACK_GLOBAL", "EXT1",
+				  "EXT2", "EXT4", "PERSID", "BINPERSID",
+				  "FRAME-straddle" (emulation stops there) */
+	uint64_t offset;       /* of the opcode */
+	const uint8_t *module; /* as find_class() would receive it (UTF-8,
+				  before fix_imports mapping); NULL: unknown */
+	size_t module_len;
+	const uint8_t *name;   /* NULL: unknown */
+	size_t name_len;
+	bool truncated;        /* GLOBAL/INST: a line was cut at NAME_MAX */
+	int64_t ext_code;      /* EXT1/2/4: the extension code */
+};
+
+typedef void (*pscan_import_fn)(void *ctx, const struct pscan_import *imp);
+
+/* Memory for naming STACK_GLOBAL operands: the string values of the top
+ * stack items and of memo entries (a direct-mapped cache by memo index),
+ * stored in a ring arena. A value pushed out of the arena or the cache is
+ * reported unknown, never wrong. Allocate once, pscan_names_init() once,
+ * then reuse for any number of scans (one scan at a time). */
+#define PSCAN_NAMES_SIZE (1600u * 1024u)
+
+struct pscan_names {
+	_Alignas(8) unsigned char opaque[PSCAN_NAMES_SIZE];
+};
+
+void pscan_names_init(struct pscan_names *nm);
+
+/* Switch a freshly initialised state (no byte fed yet) to collect mode.
+ * fn is called once per reachable import, in stream order. nm may be NULL:
+ * STACK_GLOBAL operands are then unknown and GLOBAL/INST lines unnamed. */
+void pscan_collect(struct pscan_state *st, struct pscan_names *nm,
+		   pscan_import_fn fn, void *ctx);
+
+/* Collect mode: imports reported so far. The verdict is PICKLE when this is
+ * not zero, CLEAN otherwise. */
+uint64_t pscan_imports(const struct pscan_state *st);
 
 #endif

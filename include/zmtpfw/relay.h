@@ -10,6 +10,10 @@
 int relay_init(struct conn *c) __attribute__((warn_unused_result));
 void relay_free(struct conn *c);
 
+/* The route's config was replaced (reload): new frame limits apply from the
+ * next header, new mode, trust and scanning from the next client message. */
+void relay_reconfigure(struct conn *c);
+
 /* Process what `src` has read for direction `d`. Returns 0, or -1 when the
  * connection must close (c->close_reason says why; already logged). */
 int relay_process(struct conn *c, struct dir *d, struct side *src, struct side *dst)

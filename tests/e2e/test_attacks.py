@@ -422,12 +422,15 @@ def test_frame_over_configured_limit(start_worker, start_zmtpfw, zctx, marker):
                 max_frame_size=1024, max_message_size=4096)
 
 
-def test_message_over_configured_limit(start_worker, start_zmtpfw, zctx, marker):
+@pytest.mark.parametrize("pickle_policy", ["drop", "allow"])
+def test_message_over_configured_limit(start_worker, start_zmtpfw, zctx, marker, pickle_policy):
+    """The message limits hold on unscanned routes too (pickle = "allow"):
+    message size is counted from MORE flags, not from scanner state."""
     def bad(c):
         part = b"{" + b"x" * 999
         c.try_send(Z.encode_message([part, part, part, part, part]))
     _close_case(start_worker, start_zmtpfw, zctx, marker, bad, "message-too-large",
-                max_frame_size=1024, max_message_size=4096)
+                max_frame_size=1024, max_message_size=4096, pickle=pickle_policy)
 
 
 def test_command_with_more_flag(start_worker, start_zmtpfw, zctx, marker):
@@ -880,3 +883,45 @@ def test_worker_error_reaches_client(start_zmtpfw):
         assert got["greeting"][:10] == Z.full_greeting()[:10]
     finally:
         srv.close()
+
+
+def test_frame_before_peer_ready_refused(start_worker, start_zmtpfw, marker):
+    """libzmq sends nothing after its READY until it has read the peer's. A
+    client that pipelines a message behind its READY, in the same write,
+    reaches zmtpfw before the worker's READY could have been relayed: the
+    frame would land on a worker still handshaking, so the connection closes
+    and nothing of it is forwarded."""
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    attack = P.evil(marker, 0)
+    with raw(zf) as c:
+        c.send(Z.full_greeting() + Z.ready_command("PUSH") + Z.encode_frame(attack))
+        closed = c.wait_closed(5)
+    time.sleep(0.3)
+    assert_safe(w, marker, attack)
+    assert w.messages() == []
+    assert closed, "a frame before the worker's READY was accepted"
+    zf.wait_event("close", reason="protocol", detail="frame before the peer's handshake")
+
+
+@pytest.mark.parametrize("loader", ["any", "plain"])
+def test_pickle_loader_policy(start_worker, start_zmtpfw, zctx, marker, loader):
+    """A msgpack map with 2-4 keys starts with EXT1/2/4 (0x82-0x84). With
+    pickle_loader = "any" (the default) the worker might have copyreg
+    extensions, so it is dropped; with "plain" (plain pickle.loads: EXT raises)
+    it passes. Real pickles are dropped either way."""
+    import msgpack
+    w, zf = setup_pull(start_worker, start_zmtpfw, pickle_loader=loader)
+    ext_map = msgpack.packb({"request_id": "r1", "prompt": "hi"})
+    assert ext_map[0] == 0x82
+    attacks = [P.evil(marker, p) for p in range(6)]
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"))
+    for a in attacks:
+        s.send(a)
+    s.send(ext_map)
+    s.send(CLEAN)
+    w.wait_message([CLEAN])
+    assert_safe(w, marker, *attacks)
+    want = [[CLEAN]] if loader == "any" else [[ext_map], [CLEAN]]
+    assert w.messages() == want
+    drops = zf.events("drop", reason="pickle")
+    assert len(drops) == (7 if loader == "any" else 6), drops

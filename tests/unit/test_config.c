@@ -318,6 +318,102 @@ static void test_bad(void)
 	}
 }
 
+/* Operations keys, loaded from memory (config_load_buffer). */
+#define OPS_ROUTE(extra)                                                                 \
+	"routes = ( { listen = \"127.0.0.1:15555\"; upstream = \"127.0.0.1:5555\";\n" \
+	"  allow = [ \"127.0.0.1\" ];\n" extra " } );\n"
+
+static const struct {
+	const char *text;
+	int line; /* 0: must load */
+	const char *msg;
+} ops[] = {
+	{ "metrics = { listen = \"127.0.0.1:9464\"; };\n" OPS_ROUTE(""), 0, NULL },
+	{ "metrics = { listen = \"[::1]:9464\"; probe_upstream = false; };\n" OPS_ROUTE(""), 0,
+	  NULL },
+	{ "metrics = { };\n" OPS_ROUTE(""), 1, "metrics: missing 'listen'" },
+	{ "metrics = { listen = \"unix:/m\"; };\n" OPS_ROUTE(""), 1, "TCP only" },
+	{ "metrics = { listen = \"127.0.0.1:9464\"; port = 1; };\n" OPS_ROUTE(""), 1,
+	  "unknown key 'port' in metrics" },
+	{ "metrics = { listen = \"127.0.0.1:15555\"; };\n" OPS_ROUTE(""), 2,
+	  "listen 127.0.0.1:15555 is the metrics address" },
+	{ "metrics = \"127.0.0.1:9464\";\n" OPS_ROUTE(""), 1, "metrics: expected a group" },
+	{ "metrics = { listen = \"127.0.0.1:9464\"; probe_upstream = 1; };\n" OPS_ROUTE(""), 1,
+	  "probe_upstream: expected true or false, got an integer" },
+	{ "user = \"zmtpfw\";\n" OPS_ROUTE(""), 0, NULL },
+	{ "user = \"\";\n" OPS_ROUTE(""), 1, "user: length must be" },
+	{ "user = \"a b\";\n" OPS_ROUTE(""), 1, "user: 'a b' is not a user name" },
+	{ "user = 0;\n" OPS_ROUTE(""), 1, "user: expected a string" },
+	{ "drain_timeout_ms = 0;\n" OPS_ROUTE(""), 0, NULL },
+	{ "drain_timeout_ms = 600001;\n" OPS_ROUTE(""), 1, "drain_timeout_ms: 600001 out of range" },
+	{ "reload_closes_disallowed = true;\n" OPS_ROUTE(""), 0, NULL },
+	{ "reload_closes_disallowed = \"yes\";\n" OPS_ROUTE(""), 1, "expected true or false" },
+	{ OPS_ROUTE("max_connections_per_peer = 8; idle_timeout_ms = 1000; connect_timeout_ms = 100;"),
+	  0, NULL },
+	{ OPS_ROUTE("idle_timeout_ms = 999;"), 3, "idle_timeout_ms: 999 too small" },
+	{ OPS_ROUTE("pickle_loader = \"plain\";"), 0, NULL },
+	{ OPS_ROUTE("pickle_loader = \"stock\";"), 3, "pickle_loader: unknown value 'stock'" },
+	{ OPS_ROUTE("idle_timeout_ms = 86400001;"), 3, "idle_timeout_ms: 86400001 out of range" },
+	{ OPS_ROUTE("connect_timeout_ms = 99;"), 3, "connect_timeout_ms: 99 out of range 100..600000" },
+	{ OPS_ROUTE("max_connections_per_peer = -1;"), 3, "max_connections_per_peer: -1 out of range" },
+	{ "threads = 2;\n" OPS_ROUTE(""), 1, "unknown key 'threads'" },
+};
+
+static void test_ops_keys(void)
+{
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		char err[1024] = "", prefix[64];
+		struct config *c = config_load_buffer(ops[i].text, strlen(ops[i].text), "mem", err,
+						      sizeof(err));
+		if (ops[i].line == 0) {
+			CHECK(c != NULL, "ops %zu: want ok, got '%s'", i, err);
+		} else {
+			snprintf(prefix, sizeof(prefix), "mem:%d: ", ops[i].line);
+			CHECK(c == NULL && strncmp(err, prefix, strlen(prefix)) == 0 &&
+				      strstr(err, ops[i].msg) != NULL,
+			      "ops %zu: want '%s%s', got '%s'", i, prefix, ops[i].msg, err);
+		}
+		config_free(c);
+	}
+	/* Values land where they should; defaults otherwise. */
+	const char *t = "metrics = { listen = \"127.0.0.1:9464\"; probe_upstream = false; };\n"
+			"user = \"nobody\"; drain_timeout_ms = 2500; reload_closes_disallowed = true;\n"
+			OPS_ROUTE("max_connections_per_peer = 8; idle_timeout_ms = 60000; "
+				  "connect_timeout_ms = 250;");
+	char err[256] = "";
+	struct config *c = config_load_buffer(t, strlen(t), "mem", err, sizeof(err));
+	CHECK(c != NULL, "ops values: %s", err);
+	if (c) {
+		const struct config_route *r = &c->routes[0];
+		CHECK(c->metrics_enabled && addr_is(&c->metrics_listen, "127.0.0.1", 9464) &&
+			      !c->metrics_probe_upstream && strcmp(c->user, "nobody") == 0 &&
+			      c->drain_timeout_ms == 2500 && c->reload_closes_disallowed,
+		      "ops globals");
+		CHECK(r->max_connections_per_peer == 8 && r->idle_timeout_ms == 60000 &&
+			      r->connect_timeout_ms == 250,
+		      "ops route values");
+		config_free(c);
+	}
+	c = config_load_buffer(OPS_ROUTE(""), strlen(OPS_ROUTE("")), "mem", err, sizeof(err));
+	CHECK(c != NULL, "ops defaults: %s", err);
+	if (c) {
+		const struct config_route *r = &c->routes[0];
+		CHECK(!c->metrics_enabled && c->metrics_probe_upstream && c->user[0] == 0 &&
+			      c->drain_timeout_ms == CONFIG_DEF_DRAIN_MS && !c->reload_closes_disallowed,
+		      "ops global defaults");
+		CHECK(r->max_connections_per_peer == 0 && r->idle_timeout_ms == 0 &&
+			      r->connect_timeout_ms == CONFIG_DEF_CONNECT_MS,
+		      "ops route defaults");
+		config_free(c);
+	}
+	/* A buffer without a terminator, and one with a NUL inside. */
+	char raw[] = "x";
+	c = config_load_buffer(raw, 0, "mem", err, sizeof(err));
+	CHECK(c == NULL && strstr(err, "no routes defined"), "empty buffer: %s", err);
+	c = config_load_buffer("routes\0=", 8, "mem", err, sizeof(err));
+	CHECK(c == NULL && strstr(err, "NUL byte"), "NUL: %s", err);
+}
+
 static void test_load_edges(void)
 {
 	char err[128];
@@ -483,6 +579,7 @@ int main(void)
 	test_shipped();
 	test_bad();
 	test_load_edges();
+	test_ops_keys();
 	test_parse_addr();
 	test_flags();
 	printf("%d passed, %d failed\n", passed, failed);

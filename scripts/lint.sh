@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Static checks of the deployment files and scripts (CI runs this).
+#
+#   scripts/lint.sh [ZMTPFW_BINARY]      (default: $ZMTPFW_BIN, else build/zmtpfw)
+#
+#   yamllint          deploy/ (settings in deploy/.yamllint)
+#   ShellCheck        scripts/*.sh, deploy/**/*.sh, tests/bench/run.sh, .ci/run
+#                     fail on warnings and errors; the deployment scripts
+#                     (build-image.sh, lint.sh, deploy/) on every level
+#   systemd-analyze   verify deploy/systemd/zmtpfw.service, and its offline
+#                     security exposure must stay <= 2.5 ("OK")
+#   zmtpfw -t         conf/*.conf, conf/examples/*.conf, deploy/**/*.conf
+#   check-manifests   deploy/check-manifests.py: securityContext policy,
+#                     sidecar wiring, NetworkPolicy, ConfigMap configs
+#                     (zmtpfw -t), Dockerfile invariants
+#   kubectl           `kubectl kustomize deploy/kubernetes` (offline render);
+#                     `kubectl apply --dry-run=client` only when a cluster
+#                     answers, since it needs the API server's discovery data
+# Every failure is reported; the exit status is 1 if any check failed.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+ZF=${1:-${ZMTPFW_BIN:-build/zmtpfw}}
+PY=/usr/bin/python3
+failed=()
+
+run() {
+	local name=$1
+	shift
+	echo "== $name"
+	if "$@"; then
+		echo "   ok"
+	else
+		echo "   FAILED: $name"
+		failed+=("$name")
+	fi
+}
+
+need() {
+	command -v "$1" >/dev/null 2>&1 && return 0
+	echo "== $1: not installed (Debian package: $2)"
+	failed+=("$1 missing")
+	return 1
+}
+
+[ -x "$ZF" ] || { echo "lint: zmtpfw binary $ZF not found (build first)" >&2; exit 2; }
+ZF=$(readlink -f "$ZF")
+
+if need yamllint yamllint; then
+	run yamllint yamllint -s -c deploy/.yamllint deploy/
+fi
+
+if need shellcheck shellcheck; then
+	mapfile -t shells < <(ls scripts/*.sh tests/bench/run.sh .ci/run 2>/dev/null; find deploy -name '*.sh')
+	run "shellcheck -S warning (${#shells[@]} files)" shellcheck -x -S warning "${shells[@]}"
+	mapfile -t mine < <(echo scripts/build-image.sh; echo scripts/lint.sh; find deploy -name '*.sh')
+	run "shellcheck, all levels (${#mine[@]} deployment scripts)" shellcheck -x "${mine[@]}"
+fi
+
+unit_check() {
+	local tmp rc=0
+	tmp=$(mktemp -d)
+	# verify resolves ExecStart= binaries: point them at the one just built.
+	sed "s|/usr/local/bin/zmtpfw|$ZF|g" deploy/systemd/zmtpfw.service >"$tmp/zmtpfw.service"
+	SYSTEMD_LOG_LEVEL=warning systemd-analyze verify "$tmp/zmtpfw.service" || rc=1
+	systemd-analyze security --offline=yes --threshold=25 "$tmp/zmtpfw.service" >"$tmp/security.txt" 2>&1 ||
+		{ tail -5 "$tmp/security.txt"; rc=1; }
+	grep 'Overall exposure' "$tmp/security.txt" | sed 's/^/   /'
+	rm -rf "$tmp"
+	return $rc
+}
+if need systemd-analyze systemd; then
+	run "systemd-analyze verify + security" unit_check
+fi
+
+conf_check() {
+	local f rc=0
+	for f in conf/*.conf conf/examples/*.conf $(find deploy -name '*.conf'); do
+		"$ZF" -t -c "$f" || rc=1
+	done
+	return $rc
+}
+run "zmtpfw -t" conf_check
+
+run check-manifests "$PY" deploy/check-manifests.py "$ZF"
+
+if need kubectl "kubectl (preinstalled on these machines; not in Debian 12)"; then
+	run "kubectl kustomize" sh -c 'kubectl kustomize deploy/kubernetes >/dev/null'
+	if timeout 10 kubectl version --request-timeout=5s >/dev/null 2>&1; then
+		run "kubectl apply --dry-run=client" kubectl apply --dry-run=client --validate=false -k deploy/kubernetes
+	else
+		echo "== kubectl apply --dry-run=client: skipped, no API server answers (it needs discovery data)"
+	fi
+fi
+
+if [ ${#failed[@]} -gt 0 ]; then
+	echo "lint: FAILED: ${failed[*]}"
+	exit 1
+fi
+echo "lint: all checks passed"
