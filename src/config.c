@@ -365,7 +365,11 @@ static int cfg_prescan(struct cfg_ctx *x, const char *b, size_t n)
 		} else if (ch >= '0' && ch <= '9') {
 			/* Floats and L-suffixed integers are safe; a plain
 			 * integer must fit a (signed) int. */
-			bool hex = ch == '0' && (b[i + 1] | 0x20) == 'x'; /* b is NUL-terminated */
+			/* b is NUL-terminated. "0x" must be followed by a digit:
+			 * strtoull would skip whitespace (and the message would
+			 * echo newlines); libconfig rejects such text anyway. */
+			bool hex = ch == '0' && (b[i + 1] | 0x20) == 'x' &&
+				   isxdigit((unsigned char)b[i + 2]);
 			bool neg = !hex && i > 0 && b[i - 1] == '-';
 			char *end;
 			unsigned long long v = strtoull(b + i + (hex ? 2 : 0), &end, hex ? 16 : 10);

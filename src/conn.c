@@ -30,7 +30,7 @@
 #define CONN_LWM (1u << 20)         /* and resume below this */
 
 static uint64_t conn_id_seq;
-static bool conn_draining; /* SIGTERM received: see conn_drain_begin */
+bool conn_draining; /* SIGTERM received: see conn_drain_begin */
 
 uint64_t conn_next_id(void)
 {

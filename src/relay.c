@@ -200,13 +200,24 @@ static int relay_flush(struct side *src, struct side *dst, size_t *fwd)
 	return 0;
 }
 
-static void relay_log_pickle(struct conn *c, struct dir *d, const char *event)
+/* The frame being judged is still whole in src->in, at *fwd: its first
+ * body bytes are copied for the log line only now, not for every frame. */
+static void relay_log_pickle(struct conn *c, struct dir *d, struct side *src, size_t fwd,
+			     const char *event)
 {
 	struct log_ctx ctx = relay_ctx(c);
+	struct evbuffer_ptr pos;
+	uint8_t head[32];
+	size_t body = d->parsed > d->dec.hdr_len ? d->parsed - d->dec.hdr_len : 0;
+	size_t n = body < sizeof(head) ? body : sizeof(head);
+
+	if (evbuffer_ptr_set(src->in, &pos, fwd + d->dec.hdr_len, EVBUFFER_PTR_SET) < 0 ||
+	    evbuffer_copyout_from(src->in, &pos, head, n) != (ev_ssize_t)n)
+		n = 0;
 	log_event(LOG_WARN, &ctx, &c->lst->rl, event, LOG_STR("reason", "pickle"),
 		  LOG_STR("opcode", pscan_reason(d->ps)), LOG_U64("offset", pscan_offset(d->ps)),
 		  LOG_U64("frame", d->frame_idx), LOG_U64("frame_size", d->dec.size),
-		  LOG_BYTES("head", d->head, d->head_len), LOG_END);
+		  LOG_BYTES("head", head, n), LOG_END);
 }
 
 /* The current data frame's verdict is known; its bytes so far are the
@@ -221,10 +232,10 @@ static int relay_judge(struct conn *c, struct dir *d, struct side *src, struct s
 	d->frame_judged = true;
 	if (v == PSCAN_PICKLE) {
 		if (c->log_only) {
-			relay_log_pickle(c, d, "would-drop");
+			relay_log_pickle(c, d, src, *fwd, "would-drop");
 			d->would_drop = true;
 		} else {
-			relay_log_pickle(c, d, "drop");
+			relay_log_pickle(c, d, src, *fwd, "drop");
 			d->dropped++;
 			if (relay_flush(src, dst, fwd) < 0)
 				return relay_fail(c, d, "internal", "move failed");
@@ -285,7 +296,6 @@ static int relay_on_header(struct conn *c, struct dir *d, struct side *src, stru
 	d->frame_more = (flags & ZMTP_FLAG_MORE) != 0;
 	d->frame_judged = false;
 	d->frame_seen = 0;
-	d->head_len = 0;
 
 	if (d->frame_cmd) {
 		if (d->dec.size > ZMTP_CMD_MAX)
@@ -376,7 +386,7 @@ static void relay_frame_done(struct conn *c, struct dir *d)
 	d->in_msg = false;
 	d->msgs++;
 	d->msg = MSG_IDLE;
-	if (d->from_client && conn_draining_now())
+	if (d->from_client && conn_draining)
 		d->drain_stop = true;
 }
 
@@ -438,13 +448,6 @@ static int relay_event(struct conn *c, struct dir *d, struct side *src, struct s
 			if (ev->frame_end)
 				return relay_on_command(c, d, src, fwd) < 0 ? -1 : 1;
 			break;
-		}
-		if (d->head_len < sizeof(d->head)) {
-			size_t k = sizeof(d->head) - d->head_len;
-			if (k > used)
-				k = used;
-			memcpy(d->head + d->head_len, ev->p, k);
-			d->head_len += k;
 		}
 		d->frame_seen += used;
 		enum pscan_verdict v = pscan_feed(d->ps, ev->p, used);

@@ -71,8 +71,6 @@ struct dir {
 	uint32_t frame_idx;        /* index of the current frame in its message */
 	uint64_t msg_bytes;        /* declared bytes of the message so far */
 	uint64_t frame_seen;       /* body bytes of the current frame seen */
-	uint8_t head[32];          /* first bytes of the frame, for the drop log */
-	uint8_t head_len;
 	struct evbuffer *hold;     /* frames of a message awaiting its last verdict */
 	struct pscan_state *ps;    /* scanner state, allocated only when scanning */
 	uint64_t msgs, dropped;    /* counters for the close line */
@@ -126,6 +124,7 @@ void conn_close(struct conn *c);
  * flight either way. */
 void conn_drain_begin(void);
 bool conn_draining_now(void);
+extern bool conn_draining; /* the same, read inline on the data path */
 
 /* Called every CONN_DRAIN_TICK_MS while draining: closes c if it is at a
  * message boundary both ways, has nothing queued, and the worker has been

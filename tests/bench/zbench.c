@@ -1,35 +1,66 @@
 /* zbench: the libzmq peers of tests/bench/run.sh. One binary, one subcommand
  * per role; every measuring role prints one JSON line on stdout.
  *
- *   zbench pull    --bind EP --count N [--timeout-secs T]
+ *   zbench pull    --bind EP --count N [--size S] [--header H] [--verify 0|1|2]
+ *                  [--unordered 1] [--stamps 1] [--timeout-secs T]
  *   zbench push    --connect EP --size S --count N [--header H] [--zero-copy 1]
+ *                  [--pickles K]
  *   zbench rep     --bind EP [--count N (default: until idle --timeout-secs)]
  *   zbench req     --connect EP --size S --count N [--warmup W]
  *   zbench idle    --connect EP --conns N [--sources K] [--hold-secs T]
  *   zbench trickle --connect EP --conns N --rate R --secs T [--size S] [--watch-pid P]
+ *                  [--settle-secs W (default 0.5)]
  *   zbench version
  *
- * pull times the first to the last message received: msg_per_s and mb_per_s
- * (MB = 10^6 bytes) count the N-1 messages after the first. push with
- * --header sends two-frame messages: an H-byte header and an S-byte tensor.
- * Payloads are JSON-looking ('{' first), so a pickle scanner passes them at
- * the first byte. Senders copy each message (zmq_send) unless --zero-copy 1.
+ * Payloads. Every frame looks like JSON: '{' first, '}' last, so a pickle
+ * scanner passes it at the first byte ('{' is no pickle opcode). A frame of
+ * 10 bytes or more carries the message's sequence number (uint64, bytes 1-8);
+ * trickle frames of 18 bytes or more also carry their send time (CLOCK_MONOTONIC
+ * nanoseconds, bytes 9-16). The other bytes are 'a'..'z' repeating.
+ *
+ * pull receives N messages and checks each one (--verify 1, the default):
+ * frames per message (2 with --header, else 1), the MORE flags, every
+ * frame's size when --size/--header are given, the '{'/'}' ends, and the
+ * sequence number: 0, 1, 2... in order, or with --unordered 1 each below N
+ * and seen once (many senders). --verify 2 also compares every other byte;
+ * --verify 0 checks only the count. A message that fails is an error: pull
+ * exits 2 and says so ("errors", "first_error"). It times the first to the
+ * last message: msg_per_s and mb_per_s (MB = 10^6 bytes) count the N-1
+ * messages after the first. --stamps 1 (trickle) adds per-message latency
+ * (receive time minus the stamped send time, p50/p99/max), the delivered
+ * rate from the first send to the last receive, and drain_ms: last receive
+ * minus last send.
+ *
+ * push with --header sends two-frame messages: an H-byte header and an
+ * S-byte tensor. Senders copy each message (zmq_send) unless --zero-copy 1
+ * (then frames carry no sequence number: use pull --verify 0).
+ * --pickles K also sends K extra messages whose tensor frame is a pickle
+ * (GLOBAL os.system), spread over the run: a firewall must drop them, and
+ * pull (which expects only the N clean ones, in order) fails if one arrives.
+ *
+ * req checks that every reply is the request it sent, byte for byte (after
+ * taking the time, so the check costs no latency).
  *
  * idle speaks ZMTP 3.1 NULL over raw TCP (greeting, READY as a PUSH, and
  * reads the peer's greeting and READY), so a relay holds full connections;
  * it prints its JSON once all are open, then holds them until killed or
  * --hold-secs. --sources K spreads them over source addresses 127.0.0.1..K.
  *
- * trickle opens N PUSH sockets and sends R messages per second on each,
- * spread evenly, for T seconds; --watch-pid reports that process's CPU use
- * (utime + stime) during the sending phase.
+ * trickle opens N PUSH sockets, waits until every one has completed its
+ * ZMTP handshake (socket monitors; through a relay, that is with the worker:
+ * "ready_secs" says how long all took, and fewer than N within --timeout-secs
+ * is a failure), waits W more seconds, then sends R messages per second on
+ * each, spread evenly, for T seconds; --watch-pid reports that process's CPU use
+ * (all threads, from schedstat) during the sending phase.
  *
- * Exit: 0 done, 2 timeout or lost messages, 3 usage or setup error.
+ * Exit: 0 done, 2 timeout, lost or corrupted messages, 3 usage or setup error.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,16 +72,27 @@
 
 #include <zmq.h>
 
+#define SEQ_OFF 1    /* uint64 sequence number at bytes 1..8 */
+#define SEQ_MIN 10   /* frames at least this long carry it */
+#define STAMP_OFF 9  /* uint64 send time (ns) at bytes 9..16 */
+#define STAMP_MIN 18 /* frames at least this long carry it (trickle) */
+
 struct opts {
 	const char *bind, *connect; /* libzmq endpoints */
 	long count;                 /* messages (pull, push, req) or 0 = unbounded (rep) */
 	size_t size, header;        /* frame sizes; header 0 = single-frame messages */
+	int size_set;               /* pull: --size given, so sizes are checked */
 	long warmup;                /* req: round trips not measured */
 	int conns, sources;         /* idle, trickle */
 	double rate, secs;          /* trickle: per connection msg/s, duration */
 	double hold_secs;           /* idle */
+	double settle_secs;         /* trickle: wait after connecting, before sending */
 	double timeout_secs;        /* longest wait for any one message */
 	long watch_pid;             /* trickle: process whose CPU is reported */
+	int verify;                 /* pull: 0 count only, 1 structure + seq, 2 every byte */
+	int unordered;              /* pull: many senders, seqs in any order */
+	int stamps;                 /* pull: frames carry send times */
+	long pickles;               /* push: extra pickle messages to slip in */
 };
 
 static void die(const char *what)
@@ -64,6 +106,13 @@ static double now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static void sleep_secs(double s)
@@ -103,6 +152,19 @@ static unsigned char *payload(size_t n)
 	return p;
 }
 
+static void put_u64(unsigned char *p, size_t n, size_t off, size_t min, uint64_t v)
+{
+	if (n >= min)
+		memcpy(p + off, &v, sizeof v);
+}
+
+static uint64_t get_u64(const unsigned char *p, size_t off)
+{
+	uint64_t v;
+	memcpy(&v, p + off, sizeof v);
+	return v;
+}
+
 static void *new_socket(void *ctx, int type, const struct opts *o)
 {
 	void *s = zmq_socket(ctx, type);
@@ -140,24 +202,150 @@ static int send_const(void *s, const void *p, size_t n, int flags)
 	return 0;
 }
 
+/* ---- pull: receive, verify, time ---------------------------------------- */
+
+struct checker {
+	const struct opts *o;
+	unsigned char *want_body, *want_head; /* expected bytes (verify 2) */
+	unsigned char *seen;                  /* unordered: one bit per sequence number */
+	long errors;
+	char first[200];
+};
+
+static void check_fail(struct checker *k, const char *fmt, ...)
+{
+	va_list ap;
+	if (k->errors++ == 0) {
+		va_start(ap, fmt);
+		vsnprintf(k->first, sizeof k->first, fmt, ap);
+		va_end(ap);
+	}
+}
+
+/* One frame of message `msg` (its frame `idx`). Returns its sequence number,
+ * or -1 if it carries none. */
+static long check_frame(struct checker *k, long msg, int idx, const unsigned char *p, size_t n,
+			int more)
+{
+	const struct opts *o = k->o;
+	int frames = o->header ? 2 : 1;
+	size_t want = idx == 0 && o->header ? o->header : o->size;
+	const unsigned char *ref = idx == 0 && o->header ? k->want_head : k->want_body;
+	long seq = -1;
+
+	if (idx >= frames) {
+		check_fail(k, "message %ld: more than %d frames", msg, frames);
+		return -1;
+	}
+	if (more != (idx + 1 < frames))
+		check_fail(k, "message %ld frame %d: MORE is %d", msg, idx, more);
+	if (o->size_set && n != want) {
+		check_fail(k, "message %ld frame %d: %zu bytes, want %zu", msg, idx, n, want);
+		return -1;
+	}
+	if (n == 0)
+		return -1;
+	if (p[0] != '{' || (n > 1 && p[n - 1] != '}')) {
+		check_fail(k, "message %ld frame %d (%zu bytes): not a zbench payload (first byte 0x%02x)",
+			   msg, idx, n, p[0]);
+		return -1;
+	}
+	if (n >= SEQ_MIN)
+		seq = (long)get_u64(p, SEQ_OFF);
+	if (o->verify >= 2 && ref && n >= 2) {
+		/* Everything but the sequence number and, in trickle frames, the stamp. */
+		size_t from = n >= SEQ_MIN ? SEQ_OFF + 8 : 1;
+		if (o->stamps && n >= STAMP_MIN)
+			from = STAMP_OFF + 8;
+		if (from < n - 1 && memcmp(p + from, ref + from, n - 1 - from) != 0)
+			check_fail(k, "message %ld frame %d: payload bytes differ", msg, idx);
+	}
+	return seq;
+}
+
+/* A whole message: its sequence number must be the next one (ordered) or
+ * new and in range (unordered). */
+static void check_seq(struct checker *k, long msg, long seq)
+{
+	const struct opts *o = k->o;
+	if (seq < 0)
+		return;
+	if (!o->unordered) {
+		if (seq != msg)
+			check_fail(k, "message %ld: sequence number %ld (lost, duplicated or reordered)",
+				   msg, seq);
+		return;
+	}
+	if (seq >= o->count) {
+		check_fail(k, "message %ld: sequence number %ld out of range", msg, seq);
+		return;
+	}
+	if (k->seen[seq / 8] & (1u << (seq % 8)))
+		check_fail(k, "message %ld: sequence number %ld delivered twice", msg, seq);
+	k->seen[seq / 8] |= (unsigned char)(1u << (seq % 8));
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
 static int cmd_pull(void *ctx, const struct opts *o)
 {
 	void *s = new_socket(ctx, ZMQ_PULL, o);
-	long msgs = 0, frames = 0;
-	uint64_t bytes = 0, first_bytes = 0;
-	double t0 = 0, t1 = 0;
+	long msgs = 0, frames = 0, seq = -1;
+	int idx = 0;
+	uint64_t bytes = 0, first_bytes = 0, stamp_min = UINT64_MAX, stamp_max = 0, last_recv = 0;
+	double t0 = 0, t1 = 0, *lat = NULL;
+	struct checker k = { .o = o };
 	zmq_msg_t m;
 
+	if (o->verify >= 2) {
+		k.want_body = payload(o->size);
+		k.want_head = o->header ? payload(o->header) : NULL;
+	}
+	if (o->unordered && !(k.seen = calloc((size_t)o->count / 8 + 1, 1)))
+		die("malloc");
+	if (o->stamps && !(lat = calloc((size_t)o->count, sizeof *lat)))
+		die("malloc");
 	zmq_msg_init(&m);
 	while (msgs < o->count) {
-		int more;
 		if (zmq_msg_recv(&m, s, 0) < 0)
 			break; /* EAGAIN: timeout */
+		const unsigned char *p = zmq_msg_data(&m);
+		size_t n = zmq_msg_size(&m);
+		int more = zmq_msg_more(&m);
 		frames++;
-		bytes += zmq_msg_size(&m);
-		more = zmq_msg_more(&m);
-		if (more)
+		bytes += n;
+		if (o->verify) {
+			long fs = check_frame(&k, msgs, idx, p, n, more);
+			if (fs >= 0) {
+				if (idx > 0 && seq >= 0 && fs != seq)
+					check_fail(&k, "message %ld: frames of messages %ld and %ld", msgs,
+						   seq, fs);
+				seq = fs;
+			}
+		}
+		if (o->stamps && !more) {
+			if (n >= STAMP_MIN) {
+				uint64_t sent = get_u64(p, STAMP_OFF), got = now_ns();
+				lat[msgs] = (double)(int64_t)(got - sent) / 1e3;
+				stamp_min = sent < stamp_min ? sent : stamp_min;
+				stamp_max = sent > stamp_max ? sent : stamp_max;
+				last_recv = got;
+			} else {
+				check_fail(&k, "message %ld: %zu bytes, too short for a send time", msgs, n);
+			}
+		}
+		if (more) {
+			idx++;
 			continue;
+		}
+		if (o->verify)
+			check_seq(&k, msgs, seq);
+		idx = 0;
+		seq = -1;
 		t1 = now();
 		if (msgs++ == 0) {
 			t0 = t1;
@@ -165,36 +353,75 @@ static int cmd_pull(void *ctx, const struct opts *o)
 		}
 	}
 	zmq_msg_close(&m);
+	if (msgs < o->count)
+		check_fail(&k, "%ld of %ld messages arrived (timeout after %.0f s)", msgs, o->count,
+			   o->timeout_secs);
 	double secs = t1 - t0, d = secs > 0 ? secs : 1e-9;
 	printf("{\"msgs\":%ld,\"frames\":%ld,\"bytes\":%llu,\"secs\":%.6f,"
-	       "\"msg_per_s\":%.1f,\"mb_per_s\":%.2f,\"complete\":%s}\n",
+	       "\"msg_per_s\":%.1f,\"mb_per_s\":%.2f",
 	       msgs, frames, (unsigned long long)bytes, secs, msgs > 1 ? (double)(msgs - 1) / d : 0.0,
-	       msgs > 1 ? (double)(bytes - first_bytes) / d / 1e6 : 0.0,
-	       msgs == o->count ? "true" : "false");
+	       msgs > 1 ? (double)(bytes - first_bytes) / d / 1e6 : 0.0);
+	if (o->stamps && msgs > 0 && last_recv) {
+		double span = (double)(last_recv - stamp_min) / 1e9;
+		qsort(lat, (size_t)msgs, sizeof *lat, cmp_double);
+		printf(",\"lat_p50_us\":%.1f,\"lat_p99_us\":%.1f,\"lat_max_us\":%.1f,"
+		       "\"delivered_per_s\":%.1f,\"drain_ms\":%.3f",
+		       lat[msgs / 2], lat[msgs * 99 / 100], lat[msgs - 1],
+		       span > 0 ? (double)msgs / span : 0.0, (double)(int64_t)(last_recv - stamp_max) / 1e6);
+	}
+	printf(",\"verify\":%d,\"errors\":%ld,\"first_error\":\"%s\",\"complete\":%s}\n", o->verify,
+	       k.errors, k.first, k.errors == 0 ? "true" : "false");
 	zmq_close(s);
-	return msgs == o->count ? 0 : 2;
+	free(k.want_body);
+	free(k.want_head);
+	free(k.seen);
+	free(lat);
+	return k.errors == 0 ? 0 : 2;
+}
+
+/* ---- push --------------------------------------------------------------- */
+
+/* What CPython would run: pickle protocol 0, GLOBAL os.system, REDUCE. */
+static const char evil[] = "cos\nsystem\n(S'echo zbench'\ntR.";
+
+static void push_failed(long i)
+{
+	fprintf(stderr, "zbench push: send %ld: %s\n", i, zmq_strerror(zmq_errno()));
+	exit(2); /* without zmq_ctx_term: it would wait for the linger */
 }
 
 static int cmd_push(void *ctx, const struct opts *o)
 {
 	void *s = new_socket(ctx, ZMQ_PUSH, o);
 	unsigned char *body = payload(o->size), *head = payload(o->header);
+	long stride = o->pickles > 0 ? (o->count / o->pickles > 0 ? o->count / o->pickles : 1) : 0;
+	long pickles = 0;
 	double t0 = now();
 
 	for (long i = 0; i < o->count; i++) {
-		if ((o->header && send_const(s, head, o->header, ZMQ_SNDMORE) < 0) ||
-		    send_const(s, body, o->size, 0) < 0) {
-			fprintf(stderr, "zbench push: send %ld: %s\n", i, zmq_strerror(zmq_errno()));
-			exit(2); /* without zmq_ctx_term: it would wait for the linger */
+		if (stride && pickles < o->pickles && i % stride == 0) {
+			if ((o->header && send_const(s, head, o->header, ZMQ_SNDMORE) < 0) ||
+			    zmq_send(s, evil, sizeof evil - 1, 0) < 0)
+				push_failed(i);
+			pickles++;
 		}
+		if (!zero_copy) { /* the buffers are copied at each send: number them */
+			put_u64(head, o->header, SEQ_OFF, SEQ_MIN, (uint64_t)i);
+			put_u64(body, o->size, SEQ_OFF, SEQ_MIN, (uint64_t)i);
+		}
+		if ((o->header && send_const(s, head, o->header, ZMQ_SNDMORE) < 0) ||
+		    send_const(s, body, o->size, 0) < 0)
+			push_failed(i);
 	}
 	zmq_close(s); /* lingers until everything is written */
 	zmq_ctx_term(ctx);
-	printf("{\"sent\":%ld,\"secs\":%.6f}\n", o->count, now() - t0);
+	printf("{\"sent\":%ld,\"pickles\":%ld,\"secs\":%.6f}\n", o->count, pickles, now() - t0);
 	free(body);
 	free(head);
 	return 0;
 }
+
+/* ---- rep / req ---------------------------------------------------------- */
 
 static int cmd_rep(void *ctx, const struct opts *o)
 {
@@ -214,12 +441,6 @@ static int cmd_rep(void *ctx, const struct opts *o)
 	return 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 static int cmd_req(void *ctx, const struct opts *o)
 {
 	void *s = new_socket(ctx, ZMQ_REQ, o);
@@ -230,19 +451,23 @@ static int cmd_req(void *ctx, const struct opts *o)
 	if (!back || !rtt)
 		die("malloc");
 	for (long i = -o->warmup; i < o->count; i++) {
-		double t0 = now();
+		double t0, t1;
 		int n;
+		put_u64(body, o->size, SEQ_OFF, SEQ_MIN, (uint64_t)(i + o->warmup));
+		t0 = now();
 		if (send_const(s, body, o->size, 0) < 0 ||
 		    (n = zmq_recv(s, back, o->size + 1, 0)) < 0) {
 			fprintf(stderr, "zbench req: round trip %ld: %s\n", i, zmq_strerror(zmq_errno()));
 			goto out;
 		}
-		if ((size_t)n != o->size) {
-			fprintf(stderr, "zbench req: reply of %d bytes, sent %zu\n", n, o->size);
+		t1 = now();
+		if ((size_t)n != o->size || memcmp(back, body, o->size) != 0) {
+			fprintf(stderr, "zbench req: round trip %ld: reply of %d bytes is not the %zu-byte request\n",
+				i, n, o->size);
 			goto out;
 		}
 		if (i >= 0)
-			sum += rtt[i] = (now() - t0) * 1e6;
+			sum += rtt[i] = (t1 - t0) * 1e6;
 	}
 	qsort(rtt, (size_t)o->count, sizeof *rtt, cmp_double);
 	printf("{\"rtts\":%ld,\"p50_us\":%.1f,\"p99_us\":%.1f,\"mean_us\":%.1f,\"max_us\":%.1f}\n",
@@ -260,6 +485,8 @@ out:
 	free(rtt);
 	return rc;
 }
+
+/* ---- idle --------------------------------------------------------------- */
 
 /* "tcp://A.B.C.D:PORT" -> sockaddr_in. */
 static void parse_tcp(const char *ep, struct sockaddr_in *sa)
@@ -345,22 +572,90 @@ static int cmd_idle(const struct opts *o)
 	return opened == o->conns ? 0 : 2;
 }
 
-/* utime + stime of a process, in seconds; -1 if unreadable. */
+/* ---- trickle ------------------------------------------------------------ */
+
+/* CPU time of a process, all its threads, in seconds (schedstat: ns
+ * resolution, where utime + stime count 10 ms ticks); -1 if unreadable. */
 static double proc_cpu(long pid)
 {
-	char path[64], buf[1024], *p;
-	unsigned long ut, st;
-	FILE *f;
-	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-	if (!(f = fopen(path, "r")))
+	char path[64], line[256];
+	double total = 0;
+	DIR *d;
+	struct dirent *e;
+	snprintf(path, sizeof path, "/proc/%ld/task", pid);
+	if (!(d = opendir(path)))
 		return -1;
-	p = fgets(buf, sizeof buf, f);
-	fclose(f);
-	/* Fields after the ")" closing comm: state is 3rd, utime 14th, stime 15th. */
-	if (!p || !(p = strrchr(buf, ')')) ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-		return -1;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	while ((e = readdir(d))) {
+		char file[sizeof path + 256 + 16];
+		unsigned long long ns;
+		FILE *f;
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(file, sizeof file, "%s/%s/schedstat", path, e->d_name);
+		if ((f = fopen(file, "r"))) {
+			if (fgets(line, sizeof line, f) && sscanf(line, "%llu", &ns) == 1)
+				total += (double)ns / 1e9;
+			fclose(f);
+		}
+	}
+	closedir(d);
+	return total;
+}
+
+/* Connect N PUSH sockets and wait until every one has completed its ZMTP
+ * handshake (through a relay that means with the worker itself), watching
+ * each with a socket monitor. Returns how many did within timeout_secs. */
+static int connect_all(void *ctx, void **s, const struct opts *o)
+{
+	struct opts no_connect = *o;
+	void **mon = calloc((size_t)o->conns, sizeof *mon);
+	zmq_pollitem_t *items = calloc((size_t)o->conns, sizeof *items);
+	char ep[64];
+	int ready = 0;
+	double t0;
+
+	no_connect.connect = NULL;
+	if (!mon || !items)
+		die("malloc");
+	for (int i = 0; i < o->conns; i++) {
+		s[i] = new_socket(ctx, ZMQ_PUSH, &no_connect);
+		snprintf(ep, sizeof ep, "inproc://zbench-monitor-%d", i);
+		if (zmq_socket_monitor(s[i], ep, ZMQ_EVENT_HANDSHAKE_SUCCEEDED) ||
+		    !(mon[i] = zmq_socket(ctx, ZMQ_PAIR)) || zmq_connect(mon[i], ep) ||
+		    zmq_connect(s[i], o->connect))
+			die("connect");
+		items[i] = (zmq_pollitem_t){ .socket = mon[i], .events = ZMQ_POLLIN };
+	}
+	t0 = now();
+	while (ready < o->conns && now() - t0 < o->timeout_secs) {
+		if (zmq_poll(items, o->conns, 100) < 0)
+			die("zmq_poll");
+		for (int i = 0; i < o->conns; i++) {
+			zmq_msg_t m;
+			if (!(items[i].revents & ZMQ_POLLIN))
+				continue;
+			zmq_msg_init(&m);
+			/* Frame 1: event (uint16) and value (uint32); frame 2: endpoint. */
+			if (zmq_msg_recv(&m, mon[i], 0) >= 0 && zmq_msg_size(&m) >= 2) {
+				uint16_t ev;
+				memcpy(&ev, zmq_msg_data(&m), sizeof ev);
+				if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED && items[i].events) {
+					items[i].events = 0; /* counted once; not polled again */
+					ready++;
+				}
+			}
+			while (zmq_msg_more(&m) && zmq_msg_recv(&m, mon[i], 0) >= 0)
+				;
+			zmq_msg_close(&m);
+		}
+	}
+	for (int i = 0; i < o->conns; i++) {
+		zmq_socket_monitor(s[i], NULL, 0);
+		zmq_close(mon[i]);
+	}
+	free(mon);
+	free(items);
+	return ready;
 }
 
 static int cmd_trickle(void *ctx, const struct opts *o)
@@ -368,26 +663,45 @@ static int cmd_trickle(void *ctx, const struct opts *o)
 	void **s = calloc((size_t)o->conns, sizeof *s);
 	unsigned char *body = payload(o->size);
 	long total = (long)((double)o->conns * o->rate * o->secs), eagain = 0;
-	double gap = 1.0 / ((double)o->conns * o->rate), t0, cpu0, cpu1, secs;
+	double gap = 1.0 / ((double)o->conns * o->rate), t0, cpu0, cpu1, secs, ready_secs;
+	int ready;
 
-	if (!s || zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, o->conns + 16))
+	if (o->size < STAMP_MIN) {
+		fprintf(stderr, "zbench trickle: --size must be at least %d (sequence number and send time)\n",
+			STAMP_MIN);
+		exit(3);
+	}
+	zero_copy = 0; /* every message is numbered and stamped in the shared buffer */
+	/* Each connection: its socket, a monitor's PAIR and libzmq's own end of it. */
+	if (!s || zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, 3 * o->conns + 16))
 		die("setup");
-	for (int i = 0; i < o->conns; i++)
-		s[i] = new_socket(ctx, ZMQ_PUSH, o);
-	sleep_secs(1.0); /* handshakes settle before the measured phase */
+	t0 = now();
+	ready = connect_all(ctx, s, o);
+	ready_secs = now() - t0;
+	if (ready < o->conns) {
+		printf("{\"conns\":%d,\"ready\":%d,\"ready_secs\":%.3f,\"sent\":0,\"failed\":%ld}\n", o->conns,
+		       ready, ready_secs, total);
+		fprintf(stderr, "zbench trickle: %d of %d connections completed their handshake in %.0f s\n",
+			ready, o->conns, o->timeout_secs);
+		exit(2); /* without closing: lingering sockets would wait for peers that never came */
+	}
+	sleep_secs(o->settle_secs); /* let the last handshakes' traffic die down */
 	cpu0 = o->watch_pid ? proc_cpu(o->watch_pid) : -1;
 	t0 = now();
 	for (long i = 0; i < total; i++) {
 		double ahead = t0 + (double)i * gap - now();
 		if (ahead > 0.0005)
 			sleep_secs(ahead);
+		put_u64(body, o->size, SEQ_OFF, SEQ_MIN, (uint64_t)i);
+		put_u64(body, o->size, STAMP_OFF, STAMP_MIN, now_ns());
 		if (send_const(s[i % o->conns], body, o->size, ZMQ_DONTWAIT) < 0)
 			eagain++;
 	}
 	secs = now() - t0;
 	cpu1 = o->watch_pid ? proc_cpu(o->watch_pid) : -1;
-	printf("{\"conns\":%d,\"sent\":%ld,\"failed\":%ld,\"secs\":%.3f,\"watch_cpu_pct\":%.2f}\n",
-	       o->conns, total - eagain, eagain, secs,
+	printf("{\"conns\":%d,\"ready\":%d,\"ready_secs\":%.3f,\"sent\":%ld,\"failed\":%ld,"
+	       "\"secs\":%.3f,\"watch_cpu_pct\":%.2f}\n",
+	       o->conns, ready, ready_secs, total - eagain, eagain, secs,
 	       cpu0 >= 0 && cpu1 >= 0 ? (cpu1 - cpu0) / secs * 100 : -1.0);
 	fflush(stdout);
 	for (int i = 0; i < o->conns; i++)
@@ -403,7 +717,8 @@ static void usage(void)
 	fputs("usage: zbench pull|push|rep|req|idle|trickle|version [options]\n"
 	      "  --bind EP | --connect EP   libzmq endpoint (idle: tcp://IPV4:PORT)\n"
 	      "  --count N --size S --header H --warmup W --timeout-secs T\n"
-	      "  --conns N --sources K --hold-secs T --rate R --secs T --watch-pid P\n"
+	      "  --verify 0|1|2 --unordered 1 --stamps 1 --pickles K\n"
+	      "  --conns N --sources K --hold-secs T --rate R --secs T --settle-secs W --watch-pid P\n"
 	      "  --zero-copy 1\n"
 	      "(see the comment at the top of tests/bench/zbench.c)\n",
 	      stderr);
@@ -413,7 +728,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	struct opts o = { .count = 0, .size = 64, .warmup = 100, .conns = 1, .sources = 1,
-			  .rate = 1, .secs = 1, .hold_secs = 3600, .timeout_secs = 30 };
+			  .rate = 1, .secs = 1, .hold_secs = 3600, .settle_secs = 0.5, .timeout_secs = 30, .verify = 1 };
 	const char *cmd = argc > 1 ? argv[1] : "";
 	void *ctx;
 	int rc;
@@ -425,7 +740,7 @@ int main(int argc, char **argv)
 		if (!strcmp(k, "--bind")) o.bind = v;
 		else if (!strcmp(k, "--connect")) o.connect = v;
 		else if (!strcmp(k, "--count")) o.count = atol(v);
-		else if (!strcmp(k, "--size")) o.size = (size_t)atol(v);
+		else if (!strcmp(k, "--size")) o.size = (size_t)atol(v), o.size_set = 1;
 		else if (!strcmp(k, "--header")) o.header = (size_t)atol(v);
 		else if (!strcmp(k, "--warmup")) o.warmup = atol(v);
 		else if (!strcmp(k, "--conns")) o.conns = atoi(v);
@@ -433,14 +748,22 @@ int main(int argc, char **argv)
 		else if (!strcmp(k, "--rate")) o.rate = atof(v);
 		else if (!strcmp(k, "--secs")) o.secs = atof(v);
 		else if (!strcmp(k, "--hold-secs")) o.hold_secs = atof(v);
+		else if (!strcmp(k, "--settle-secs")) o.settle_secs = atof(v);
 		else if (!strcmp(k, "--timeout-secs")) o.timeout_secs = atof(v);
 		else if (!strcmp(k, "--watch-pid")) o.watch_pid = atol(v);
 		else if (!strcmp(k, "--zero-copy")) zero_copy = atoi(v);
+		else if (!strcmp(k, "--verify")) o.verify = atoi(v);
+		else if (!strcmp(k, "--unordered")) o.unordered = atoi(v);
+		else if (!strcmp(k, "--stamps")) o.stamps = atoi(v);
+		else if (!strcmp(k, "--pickles")) o.pickles = atol(v);
 		else usage();
 	}
 	if (o.count < 0 || o.warmup < 0 || o.conns < 1 || o.sources < 1 || o.sources > 254 ||
-	    o.rate <= 0 || o.secs <= 0 || o.timeout_secs <= 0)
+	    o.rate <= 0 || o.secs <= 0 || o.timeout_secs <= 0 || o.verify < 0 || o.verify > 2 ||
+	    o.pickles < 0)
 		usage();
+	if (o.stamps)
+		o.unordered = 1; /* stamped messages come from many senders */
 	raise_nofile();
 	if (!strcmp(cmd, "version")) {
 		int ma, mi, pa;

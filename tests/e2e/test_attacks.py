@@ -97,6 +97,7 @@ def test_pickle_protocol_dropped(start_worker, start_zmtpfw, zctx, marker, proto
     assert d["opcode"] == op, d
     assert d["offset"] == off, d
     assert isinstance(d.get("head"), str) and d["head"], d
+    assert d["head"].encode("latin-1") == attack[:32], (d["head"], attack[:32])
     for k in ("ts", "level", "conn", "peer"):
         assert k in d, f"drop line lacks {k}: {d}"
 

@@ -773,6 +773,8 @@ def test_sighup_every_100ms_under_load_loses_nothing(start_worker, fw, zctx):
     results = zf.events("reload", result=lambda r: r in ("ok", "failed"))
     assert hups[0] >= 25, f"only {hups[0]} SIGHUPs sent"
     assert all(r["result"] == "ok" for r in results), [r for r in results if r["result"] != "ok"][:3]
+    print(f"reload under load: {hups[0]} SIGHUPs, {len(want)} streamed + {len(churn_sent)} "
+          f"one-shot messages sent, {len(msgs)} received")
     # The streaming connection never closed; only the churners did, cleanly.
     bad = [e for e in zf.events("close", route="w") if e.get("reason") != "client-closed"]
     assert not bad, bad[:3]
