@@ -196,3 +196,51 @@ def test_runs_from_config_and_sigterm_exits(start_worker, start_zmtpfw):
         pytest.fail("zmtpfw did not exit within 5 s of SIGTERM")
     zf.expect_exit = True
     assert rc == 0 or rc == -signal.SIGTERM, rc
+
+
+def _free_low_port():
+    import socket
+    for port in range(900, 1000):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    pytest.skip("no free port below 1024")
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() != 0,
+                    reason="needs root to bind a port below 1024 and drop privileges")
+def test_user_drops_privileges_after_binding(start_worker, start_zmtpfw_args, workdir, zctx):
+    """Started as root with user = "nobody": the privileged port is bound
+    first, then every uid and gid is nobody's; traffic still flows, and a
+    reload that needs a new privileged port fails and changes nothing."""
+    import os
+    import pwd
+    import signal
+    nobody = pwd.getpwnam("nobody")
+    w = start_worker("PULL")
+    low = _free_low_port()
+    route = make_route("w", w.upstream, listen=f"127.0.0.1:{low}")
+    cfg = Path(workdir) / "user.conf"
+    cfg.write_text('user = "nobody";\n' + render_config([route], "enforce", "debug"))
+    zf = start_zmtpfw_args(["-c", cfg])
+    zf.wait_event("listening", timeout=10)
+    zf.wait_event("privileges", user="nobody")
+    status = Path(f"/proc/{zf.proc.pid}/status").read_text()
+    uids = next(l for l in status.splitlines() if l.startswith("Uid:")).split()[1:]
+    gids = next(l for l in status.splitlines() if l.startswith("Gid:")).split()[1:]
+    assert uids == [str(nobody.pw_uid)] * 4, status
+    assert gids == [str(nobody.pw_gid)] * 4, status
+    s = zsock(zctx, zmq.PUSH, f"tcp://127.0.0.1:{low}")
+    s.send(b'{"after":"drop"}')
+    w.wait_message([b'{"after":"drop"}'])
+    # A second privileged port cannot be bound any more: the reload fails.
+    low2 = _free_low_port()  # zmtpfw holds `low`, so this is another port
+    extra = make_route("x", w.upstream, listen=f"127.0.0.1:{low2}")
+    cfg.write_text('user = "nobody";\n' + render_config([route, extra], "enforce", "debug"))
+    os.kill(zf.proc.pid, signal.SIGHUP)
+    zf.wait_event("reload", result="failed")
+    s.send(b'{"still":"up"}')
+    w.wait_message([b'{"still":"up"}'])
