@@ -448,11 +448,6 @@ void conn_drain_begin(void)
 	conn_draining = true;
 }
 
-bool conn_draining_now(void)
-{
-	return conn_draining;
-}
-
 static bool conn_dir_at_boundary(const struct dir *d, const struct side *src)
 {
 	if (d->phase != DIR_TRAFFIC)

@@ -123,8 +123,7 @@ void conn_close(struct conn *c);
  * client messages at a message boundary and closes once nothing is in
  * flight either way. */
 void conn_drain_begin(void);
-bool conn_draining_now(void);
-extern bool conn_draining; /* the same, read inline on the data path */
+extern bool conn_draining; /* set by conn_drain_begin; read inline on the data path */
 
 /* Called every CONN_DRAIN_TICK_MS while draining: closes c if it is at a
  * message boundary both ways, has nothing queued, and the worker has been

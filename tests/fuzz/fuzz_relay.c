@@ -44,11 +44,7 @@
 #include "zmtpfw/zmtp.h"
 
 /* conn.c is not linked (sockets, timers): the relay asks it only this. */
-bool conn_draining; /* relay reads it inline */
-bool conn_draining_now(void)
-{
-	return false;
-}
+bool conn_draining; /* never set: the fuzzer does not drain */
 
 static void die(const char *what, size_t i)
 {
