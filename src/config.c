@@ -209,6 +209,7 @@ static void cfg_route_defaults(struct config_route *r, size_t idx, enum config_m
 	r->handshake_timeout_ms = CONFIG_DEF_HANDSHAKE_MS;
 	r->max_connections = CONFIG_DEF_MAX_CONNS;
 	r->connect_timeout_ms = CONFIG_DEF_CONNECT_MS;
+	r->splice = true;
 }
 
 /* A config with global defaults and room for n routes (zeroed). */
@@ -586,7 +587,7 @@ static int cfg_name(struct cfg_ctx *x, const config_setting_t *s, struct config_
 enum cfg_rkey {
 	RK_NAME, RK_LISTEN, RK_UPSTREAM, RK_ALLOW, RK_ALLOW_PICKLE, RK_PICKLE, RK_VIOLATION,
 	RK_MECHS, RK_STYPES, RK_MAXFRAME, RK_MAXMSG, RK_HANDSHAKE, RK_MAXCONN, RK_MODE,
-	RK_MAXPEER, RK_IDLE, RK_CONNECT, RK_LOADER, RK_COUNT
+	RK_MAXPEER, RK_IDLE, RK_CONNECT, RK_LOADER, RK_SPLICE, RK_COUNT
 };
 static const char *const cfg_route_keys[RK_COUNT + 1] = {
 	[RK_NAME] = "name", [RK_LISTEN] = "listen", [RK_UPSTREAM] = "upstream",
@@ -597,7 +598,10 @@ static const char *const cfg_route_keys[RK_COUNT + 1] = {
 	[RK_MAXCONN] = "max_connections", [RK_MODE] = "mode",
 	[RK_MAXPEER] = "max_connections_per_peer", [RK_IDLE] = "idle_timeout_ms",
 	[RK_CONNECT] = "connect_timeout_ms", [RK_LOADER] = "pickle_loader",
+	[RK_SPLICE] = "splice",
 };
+
+static int cfg_bool(struct cfg_ctx *x, const config_setting_t *s, bool *out);
 
 static int cfg_route_key(struct cfg_ctx *x, const config_setting_t *s, enum cfg_rkey k,
 			 struct config_route *r)
@@ -670,6 +674,8 @@ static int cfg_route_key(struct cfg_ctx *x, const config_setting_t *s, enum cfg_
 			return -1;
 		r->connect_timeout_ms = (uint32_t)u;
 		return 0;
+	case RK_SPLICE:
+		return cfg_bool(x, s, &r->splice);
 	case RK_COUNT:
 		break;
 	}

@@ -28,6 +28,7 @@
 #define CONN_READ_BUDGET (1u << 20) /* per callback, so one side cannot starve others */
 #define CONN_HWM (4u << 20)         /* pause the source above this much queued output */
 #define CONN_LWM (1u << 20)         /* and resume below this */
+#define CONN_SPLICE_MIN (64u << 10) /* splice a judged body only when this much is still to come */
 
 static uint64_t conn_id_seq;
 bool conn_draining; /* SIGTERM received: see conn_drain_begin */
@@ -82,6 +83,7 @@ static void conn_timer_ms(struct conn *c, uint64_t ms)
 
 static void conn_side_free(struct side *s)
 {
+	splice_pipe_put(&s->sp);
 	if (s->rev)
 		event_free(s->rev);
 	if (s->wev)
@@ -140,47 +142,57 @@ static struct side *conn_other(struct conn *c, struct side *s)
 	return s == &c->client ? &c->upstream : &c->client;
 }
 
-/* Read until EAGAIN, EOF or the budget. Returns -1 on a socket error. */
-static int conn_read(struct side *s)
+/* Bytes on their way out to s: its buffer, and the pipe spliced into it. */
+static size_t conn_pending(struct conn *c, struct side *s)
 {
-	size_t total = 0;
+	return evbuffer_get_length(s->out) + conn_other(c, s)->sp.len;
+}
 
-	while (total < CONN_READ_BUDGET) {
-		struct evbuffer_iovec v[2];
-		int nv = evbuffer_reserve_space(s->in, s->read_size, v, 2);
-		if (nv <= 0)
-			return -1;
-		ssize_t n = readv(s->fd, (struct iovec *)v, nv);
-		if (n < 0) {
-			evbuffer_commit_space(s->in, v, 0);
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return 0;
-			return -1;
-		}
-		if (n == 0) {
-			evbuffer_commit_space(s->in, v, 0);
+/* A socket call on s failed: close with its errno. */
+static void conn_fail_io(struct conn *c, struct side *s, int err)
+{
+	c->close_reason = s == &c->client ? "client-error" : "upstream-error";
+	c->close_detail = strerror(err);
+	conn_close(c);
+}
+
+/* One read into reserved evbuffer space. Returns the bytes read, 0 when
+ * nothing was waiting or at EOF (s->eof set), -1 on a socket error. *more
+ * says the read filled its space: more may be waiting. */
+static ssize_t conn_read_once(struct side *s, bool *more)
+{
+	struct evbuffer_iovec v[2];
+	ssize_t n;
+
+	*more = false;
+	int nv = evbuffer_reserve_space(s->in, s->read_size, v, 2);
+	if (nv <= 0)
+		return -1;
+	do
+		n = readv(s->fd, (struct iovec *)v, nv);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0) {
+		evbuffer_commit_space(s->in, v, 0);
+		if (n == 0)
 			s->eof = true;
-			return 0;
-		}
-		/* Commit exactly what was read, across the two extents. */
-		size_t left = (size_t)n;
-		for (int i = 0; i < nv; i++) {
-			if (v[i].iov_len > left)
-				v[i].iov_len = left;
-			left -= v[i].iov_len;
-		}
-		if (evbuffer_commit_space(s->in, v, nv) < 0)
-			return -1;
-		s->bytes_read += (uint64_t)n;
-		total += (size_t)n;
-		if ((size_t)n < s->read_size)
-			return 0; /* socket drained: skip the EAGAIN round trip */
+		return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK ? -1 : 0;
+	}
+	/* Commit exactly what was read, across the two extents. */
+	size_t left = (size_t)n;
+	for (int i = 0; i < nv; i++) {
+		if (v[i].iov_len > left)
+			v[i].iov_len = left;
+		left -= v[i].iov_len;
+	}
+	if (evbuffer_commit_space(s->in, v, nv) < 0)
+		return -1;
+	s->bytes_read += (uint64_t)n;
+	if ((size_t)n == s->read_size) {
+		*more = true; /* a short read means drained: skip the EAGAIN round trip */
 		if (s->read_size < CONN_READ_MAX)
 			s->read_size *= 2;
 	}
-	return 0;
+	return n;
 }
 
 /* Write what is queued; arm the write event for the rest. */
@@ -223,11 +235,93 @@ static void conn_set_reading(struct conn *c, struct side *s, bool on)
 static bool conn_finish_if_done(struct conn *c, struct side *s)
 {
 	struct side *o = conn_other(c, s);
-	if (!s->eof || evbuffer_get_length(o->out) > 0)
+	if (!s->eof || conn_pending(c, o) > 0)
 		return false;
 	c->close_reason = s == &c->client ? "client-closed" : "upstream-closed";
 	conn_close(c);
 	return true;
+}
+
+/* Move a judged frame body from x to the other side through x's pipe, both
+ * ways until neither moves. The pipe bounds what is in flight, so the
+ * source is read only while the pipe is empty; the sink's write event
+ * drains it. Returns false when c was closed. */
+static bool conn_splice_pump(struct conn *c, struct side *x)
+{
+	struct side *y = conn_other(c, x);
+	struct dir *d = x == &c->client ? &c->up : &c->down;
+	struct splice_pipe *p = &x->sp;
+	enum metrics_dir dir = x == &c->client ? METRICS_DIR_UP : METRICS_DIR_DOWN;
+	bool pulled = false, moved = true;
+
+	while (moved) {
+		moved = false;
+		if (p->left > 0 && !x->eof) {
+			ssize_t n = splice_in(p, x->fd);
+			if (n > 0) {
+				x->bytes_read += (uint64_t)n;
+				relay_spliced(c, d, (uint64_t)n);
+				moved = pulled = true;
+			} else if (n == 0) {
+				x->eof = true;
+				event_del(x->rev);
+				x->reading = false;
+			} else if (errno != EAGAIN) {
+				conn_fail_io(c, x, errno);
+				return false;
+			}
+		}
+		if (p->len > 0) {
+			ssize_t n = splice_out(p, y->fd);
+			if (n > 0) {
+				metrics_add(c->lst->m, METRICS_BYTES, dir, (uint64_t)n);
+				metrics_add(c->lst->m, METRICS_BYTES_SPLICED, dir, (uint64_t)n);
+				moved = true;
+			} else if (n < 0 && errno != EAGAIN) {
+				conn_fail_io(c, y, errno);
+				return false;
+			}
+		}
+	}
+	if (pulled) {
+		c->last_active_ms = conn_now_ms();
+		if (x == &c->upstream)
+			c->worker_quiet = false;
+	}
+	if (p->len > 0) {
+		event_add(y->wev, NULL);
+		conn_set_reading(c, x, false);
+		return true;
+	}
+	event_del(y->wev);
+	if (p->left > 0 && !x->eof) {
+		conn_set_reading(c, x, true);
+		return true;
+	}
+	/* The run is over (or the source closed): back to the parser, with a
+	 * small first read so the next long frame is spliced early too. */
+	splice_pipe_put(p);
+	x->read_size = CONN_READ_MIN;
+	if (x->eof)
+		return !conn_finish_if_done(c, x);
+	conn_set_reading(c, x, !(x == &c->client && c->up.drain_stop));
+	return true;
+}
+
+/* After a read: when the rest of the current frame may bypass user space
+ * and nothing is queued ahead of it, hand it to the kernel. Returns false
+ * when c was closed. */
+static bool conn_splice_maybe(struct conn *c, struct side *s, struct dir *d)
+{
+	struct side *o = conn_other(c, s);
+
+	if (!c->lst->cfg->splice || s->eof || evbuffer_get_length(o->out) > 0)
+		return true;
+	uint64_t n = relay_splice_len(c, d, s);
+	if (n < CONN_SPLICE_MIN || !splice_pipe_get(&s->sp))
+		return true;
+	s->sp.left = n;
+	return conn_splice_pump(c, s);
 }
 
 static void conn_on_read(evutil_socket_t fd, short what, void *arg)
@@ -237,20 +331,32 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	struct side *o = conn_other(c, s);
 	struct dir *d = s == &c->client ? &c->up : &c->down;
 
-	if (conn_read(s) < 0) {
-		c->close_reason = s == &c->client ? "client-error" : "upstream-error";
-		c->close_detail = strerror(errno);
-		conn_close(c);
+	if (s->sp.r >= 0) {
+		(void)conn_splice_pump(c, s);
 		return;
+	}
+	/* Parse after every read: once the rest of a frame may be spliced, the
+	 * kernel moves it instead of the next read. */
+	for (size_t total = 0;;) {
+		bool more;
+		ssize_t n = conn_read_once(s, &more);
+		if (n < 0) {
+			conn_fail_io(c, s, errno);
+			return;
+		}
+		total += (size_t)n;
+		if (relay_process(c, d, s, o) < 0) {
+			(void)conn_write(c, o); /* messages judged before the violation */
+			conn_close(c);
+			return;
+		}
+		if (!more || total >= CONN_READ_BUDGET ||
+		    (c->lst->cfg->splice && relay_splice_len(c, d, s) >= CONN_SPLICE_MIN))
+			break;
 	}
 	c->last_active_ms = conn_now_ms();
 	if (s == &c->upstream)
 		c->worker_quiet = false;
-	if (relay_process(c, d, s, o) < 0) {
-		(void)conn_write(c, o); /* messages judged before the violation */
-		conn_close(c);
-		return;
-	}
 	if (!c->handshake_done && c->up.phase >= DIR_TRAFFIC && c->down.phase >= DIR_TRAFFIC) {
 		const struct config_route *cfg = c->lst->cfg;
 		c->handshake_done = true;
@@ -275,6 +381,8 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	}
 	if (evbuffer_get_length(o->out) > CONN_HWM)
 		conn_set_reading(c, s, false);
+	else
+		(void)conn_splice_maybe(c, s, d);
 }
 
 static void conn_on_write(evutil_socket_t fd, short what, void *arg)
@@ -283,6 +391,10 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 	struct side *s = fd == c->client.fd ? &c->client : &c->upstream;
 	struct side *o = conn_other(c, s);
 
+	if (o->sp.r >= 0) { /* s->out stays empty while o splices into s */
+		(void)conn_splice_pump(c, o);
+		return;
+	}
 	if (conn_write(c, s) < 0) {
 		c->close_reason = s == &c->client ? "client-error" : "upstream-error";
 		c->close_detail = strerror(errno);
@@ -312,7 +424,7 @@ static void conn_on_timeout(evutil_socket_t fd, short what, void *arg)
 		if (cfg->idle_timeout_ms == 0)
 			return; /* turned off by a reload */
 		/* Waiting on backpressure or a slow socket is not idleness. */
-		if (evbuffer_get_length(c->client.out) || evbuffer_get_length(c->upstream.out) ||
+		if (conn_pending(c, &c->client) || conn_pending(c, &c->upstream) ||
 		    !c->client.reading || !c->upstream.reading)
 			quiet = 0;
 		if (quiet < cfg->idle_timeout_ms) {
@@ -411,6 +523,7 @@ void conn_start(struct listener *l, uint64_t id, int fd, const struct sockaddr *
 	c->client.fd = fd;
 	c->upstream.fd = -1;
 	c->client.read_size = c->upstream.read_size = CONN_READ_MIN;
+	c->client.sp.r = c->client.sp.w = c->upstream.sp.r = c->upstream.sp.w = -1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
 	c->log_only = cfg->mode == CONFIG_MODE_LOG_ONLY; /* relay_init re-derives both */
@@ -468,7 +581,7 @@ bool conn_drain_tick(struct conn *c)
 	}
 	if (c->state == CONN_RELAYING &&
 	    (!quiet || !c->up.drain_stop || !conn_dir_at_boundary(&c->down, &c->upstream) ||
-	     evbuffer_get_length(c->client.out) > 0 || evbuffer_get_length(c->upstream.out) > 0))
+	     conn_pending(c, &c->client) > 0 || conn_pending(c, &c->upstream) > 0))
 		return false;
 	c->close_reason = "shutdown";
 	c->close_detail = "drained";

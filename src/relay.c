@@ -466,9 +466,57 @@ static int relay_event(struct conn *c, struct dir *d, struct side *src, struct s
 	return changed;
 }
 
+/* Fast path: a whole message of short data frames lies in p[0..n) and the
+ * parse state is at a message boundary. Judge it in place: returns its
+ * length when every frame is clean (it joins the forward prefix, nothing is
+ * copied or held), 0 when the general path must take it from its first
+ * byte (a long or command frame, a frame cut by the span's end, a limit, a
+ * pickle). Checks exactly what relay_on_header and the decoder check. */
+static size_t relay_fast_message(const struct conn *c, const struct dir *d, const uint8_t *p,
+				 size_t n, unsigned scan_opts, uint32_t *frames)
+{
+	const struct config_route *cfg = c->lst->cfg;
+	uint64_t msg_bytes = 0;
+	size_t off = 0;
+	uint32_t k = 0;
+
+	for (;;) {
+		if (n - off < 2 || (p[off] & ~ZMTP_FLAG_MORE) != 0)
+			return 0;
+		size_t size = p[off + 1];
+		if (size > n - off - 2 || size > d->dec.max_frame)
+			return 0;
+		msg_bytes += size;
+		if (d->from_client && (msg_bytes > cfg->max_message_size || k >= RELAY_MAX_FRAMES))
+			return 0;
+		if (d->scan) {
+			pscan_init_opts(d->ps, scan_opts);
+			enum pscan_verdict v = pscan_feed(d->ps, p + off + 2, size);
+			if (v == PSCAN_NEED_MORE)
+				v = pscan_finish(d->ps);
+			if (v != PSCAN_CLEAN)
+				return 0;
+		}
+		k++;
+		bool more = p[off] & ZMTP_FLAG_MORE;
+		off += 2 + size;
+		if (!more) {
+			*frames = k;
+			return off;
+		}
+	}
+}
+
 static int relay_traffic(struct conn *c, struct dir *d, struct side *src, struct side *dst)
 {
+	const struct dir *peer = d == &c->up ? &c->down : &c->up;
+	enum metrics_dir mdir = d->from_client ? METRICS_DIR_UP : METRICS_DIR_DOWN;
+	unsigned scan_opts = c->lst->cfg->pickle_loader == CONFIG_LOADER_PLAIN ? PSCAN_STOCK : 0;
+	/* what the fast path skips: the peer's handshake check, a pending policy */
+	bool fast = peer->phase == DIR_TRAFFIC && !(d->from_client && c->repolicy);
+	uint64_t fast_msgs = 0, fast_frames = 0;
 	size_t fwd = 0;
+	int rc = 0;
 
 	for (;;) {
 		struct evbuffer_iovec v[RELAY_IOV];
@@ -478,8 +526,10 @@ static int relay_traffic(struct conn *c, struct dir *d, struct side *src, struct
 
 		if (skip >= evbuffer_get_length(src->in) || d->drain_stop)
 			break;
-		if (evbuffer_ptr_set(src->in, &pos, skip, EVBUFFER_PTR_SET) < 0)
-			return relay_fail(c, d, "internal", "ptr");
+		if (evbuffer_ptr_set(src->in, &pos, skip, EVBUFFER_PTR_SET) < 0) {
+			rc = relay_fail(c, d, "internal", "ptr");
+			break;
+		}
 		int nv = evbuffer_peek(src->in, -1, &pos, v, RELAY_IOV);
 		if (nv > RELAY_IOV)
 			nv = RELAY_IOV;
@@ -487,23 +537,68 @@ static int relay_traffic(struct conn *c, struct dir *d, struct side *src, struct
 			const uint8_t *p = v[i].iov_base;
 			size_t n = v[i].iov_len;
 			while (n > 0 && !changed && !d->drain_stop) {
+				uint32_t frames;
+				size_t m;
+				if (fast && !d->in_msg && d->parsed == 0 && d->dec.state == ZMTP_DEC_HEADER &&
+				    d->dec.hdr_have == 0 &&
+				    (m = relay_fast_message(c, d, p, n, scan_opts, &frames)) > 0) {
+					fwd += m;
+					p += m;
+					n -= m;
+					fast_msgs++;
+					fast_frames += frames;
+					d->msgs++;
+					if (d->from_client && conn_draining)
+						d->drain_stop = true;
+					continue;
+				}
 				struct zmtp_ev ev;
 				size_t used = zmtp_dec_step(&d->dec, p, n, &ev);
 				changed = relay_event(c, d, src, dst, &fwd, &ev, used);
 				if (changed < 0) {
 					/* what was judged before the violation still goes */
 					(void)relay_flush(src, dst, &fwd);
-					return -1;
+					break;
 				}
 				p += used;
 				n -= used;
 			}
 		}
+		if (changed < 0) {
+			rc = -1;
+			break;
+		}
 		/* Keep skips short: what is judged leaves before the next peek. */
-		if (relay_flush(src, dst, &fwd) < 0)
-			return relay_fail(c, d, "internal", "move failed");
+		if (relay_flush(src, dst, &fwd) < 0) {
+			rc = relay_fail(c, d, "internal", "move failed");
+			break;
+		}
 	}
+	/* counted once per read, not per message */
+	metrics_add(c->lst->m, METRICS_MSGS_FORWARDED, mdir, fast_msgs);
+	metrics_add(c->lst->m, METRICS_FRAMES_FORWARDED, mdir, fast_frames);
+	if (rc < 0)
+		return -1;
 	return relay_flush(src, dst, &fwd) < 0 ? relay_fail(c, d, "internal", "move failed") : 0;
+}
+
+uint64_t relay_splice_len(const struct conn *c, const struct dir *d, const struct side *src)
+{
+	(void)c;
+	if (d->phase != DIR_TRAFFIC || d->dec.state != ZMTP_DEC_BODY || d->dest != FRAME_FWD ||
+	    d->frame_cmd || d->parsed != 0 || d->drain_stop || evbuffer_get_length(src->in) != 0)
+		return 0;
+	return d->dec.left;
+}
+
+void relay_spliced(struct conn *c, struct dir *d, uint64_t n)
+{
+	bool frame_end = false;
+
+	/* conn never moves more than relay_splice_len allowed: a refusal here
+	 * would be a bug, and the sticky FAILED state closes at the next read. */
+	if (zmtp_dec_skip(&d->dec, n, &frame_end) && frame_end)
+		relay_frame_done(c, d);
 }
 
 int relay_process(struct conn *c, struct dir *d, struct side *src, struct side *dst)

@@ -144,6 +144,22 @@ size_t zmtp_dec_step(struct zmtp_dec *d, const uint8_t *p, size_t n, struct zmtp
 	return used;
 }
 
+bool zmtp_dec_skip(struct zmtp_dec *d, uint64_t n, bool *frame_end)
+{
+	*frame_end = false;
+	if (d->state != ZMTP_DEC_BODY || n == 0 || n > d->left) {
+		d->state = ZMTP_DEC_FAILED;
+		return false;
+	}
+	d->left -= n;
+	if (d->left == 0) {
+		*frame_end = true;
+		d->state = ZMTP_DEC_HEADER;
+		d->hdr_have = 0;
+	}
+	return true;
+}
+
 /* Property names per RFC 23: 1*255 of ALPHA / DIGIT / "-" / "_" / "." / "+". */
 static bool zmtp_name_ok(const uint8_t *s, size_t n)
 {

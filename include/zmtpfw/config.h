@@ -60,6 +60,7 @@ struct config_route {
 	uint32_t max_connections_per_peer; /* concurrent, per source address; 0: no limit */
 	uint32_t idle_timeout_ms;        /* no byte either way for this long: close; 0: never */
 	uint32_t connect_timeout_ms;     /* dialling the worker */
+	bool splice;                     /* move long judged frame bodies with splice(2) */
 	int line;                        /* line of the route in the file, 0 for flags */
 };
 

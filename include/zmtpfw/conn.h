@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "zmtpfw/pickle_scan.h"
+#include "zmtpfw/splice.h"
 #include "zmtpfw/zmtp.h"
 
 struct event;
@@ -26,6 +27,7 @@ struct side {
 	bool eof;               /* the peer closed its end */
 	uint32_t read_size;     /* adaptive read size: grows while reads fill it */
 	uint64_t bytes_read;    /* for the close log line */
+	struct splice_pipe sp;  /* splicing from fd to the other side (sp.r >= 0) */
 };
 
 enum dir_phase {

@@ -64,6 +64,8 @@ struct evbuffer;
 	  "Data frames dropped (every frame of a dropped message)")                              \
 	X(BYTES, counter, "zmtpfw_relayed_bytes_total", METRICS_L_ROUTE | METRICS_L_DIR,          \
 	  "Bytes relayed (greeting, commands and frames)")                                       \
+	X(BYTES_SPLICED, counter, "zmtpfw_spliced_bytes_total", METRICS_L_ROUTE | METRICS_L_DIR,  \
+	  "Of those, judged frame-body bytes moved socket to socket by splice(2)")              \
 	X(RELOADS, counter, "zmtpfw_config_reloads_total", METRICS_L_RESULT,                     \
 	  "Configuration reloads (SIGHUP), by result")                                          \
 	X(BUILD_INFO, gauge, "zmtpfw_build_info", METRICS_L_VERSION,                             \

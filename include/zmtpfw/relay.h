@@ -19,4 +19,14 @@ void relay_reconfigure(struct conn *c);
 int relay_process(struct conn *c, struct dir *d, struct side *src, struct side *dst)
 	__attribute__((warn_unused_result));
 
+/* How many bytes of d's current frame may move socket to socket without
+ * being read: the frame's verdict and its message's are known, nothing of
+ * it waits in a buffer, and it goes straight to the other side. 0 when the
+ * bytes must still pass through the parser. */
+uint64_t relay_splice_len(const struct conn *c, const struct dir *d, const struct side *src);
+
+/* n such bytes were moved in the kernel: advance the parse state past them
+ * (and finish the frame, and maybe the message, on its last byte). */
+void relay_spliced(struct conn *c, struct dir *d, uint64_t n);
+
 #endif

@@ -69,6 +69,12 @@ void zmtp_dec_init(struct zmtp_dec *d, uint64_t max_frame);
  * were consumed (0 only with NEED_MORE on empty input or on ERROR). */
 size_t zmtp_dec_step(struct zmtp_dec *d, const uint8_t *p, size_t n, struct zmtp_ev *ev);
 
+/* Account for n body bytes of the current frame that moved without being
+ * shown (spliced in the kernel once the frame's verdict was known). Only in
+ * BODY state and n <= left; anything else fails the decoder and returns
+ * false. Sets *frame_end when they were the frame's last bytes. */
+bool zmtp_dec_skip(struct zmtp_dec *d, uint64_t n, bool *frame_end);
+
 /* Commands, parsed from a whole body (<= ZMTP_CMD_MAX bytes). */
 enum zmtp_cmd {
 	ZMTP_CMD_READY = 0,

@@ -179,6 +179,7 @@ FAMILIES = {
     "zmtpfw_frames_forwarded_total": "counter",
     "zmtpfw_frames_dropped_total": "counter",
     "zmtpfw_relayed_bytes_total": "counter",
+    "zmtpfw_spliced_bytes_total": "counter",
     "zmtpfw_config_reloads_total": "counter",
     "zmtpfw_build_info": "gauge",
 }

@@ -1275,12 +1275,87 @@ static void test_handshake_locale(void)
 	setlocale(LC_CTYPE, "C");
 }
 
+/* zmtp_dec_skip: bytes spliced past the decoder. For every split of a
+ * frame's body into shown / skipped / shown, the decoder must report the
+ * same frame end and then find the next header exactly where a decoder fed
+ * every byte finds it; misuse fails the decoder for good. */
+static void test_decoder_skip(void)
+{
+	/* frame 1: long form, 300-byte body; frame 2: short, 3 bytes "xyz" */
+	uint8_t s[9 + 300 + 2 + 3];
+	struct zmtp_dec d;
+	struct zmtp_ev ev;
+	bool end;
+
+	s[0] = ZMTP_FLAG_LONG | ZMTP_FLAG_MORE;
+	for (int i = 1; i < 9; i++)
+		s[i] = 0;
+	s[7] = 0x01; /* 300 = 0x012C */
+	s[8] = 0x2C;
+	for (int i = 0; i < 300; i++)
+		s[9 + i] = (uint8_t)i;
+	memcpy(s + 309, "\x00\x03xyz", 5);
+
+	for (size_t shown = 0; shown < 300; shown++) {
+		for (size_t skip = 1; shown + skip <= 300; skip += (skip < 8 ? 1 : 37)) {
+			zmtp_dec_init(&d, 1000);
+			size_t r = zmtp_dec_step(&d, s, 9, &ev);
+			CHECK(r == 9 && ev.kind == ZMTP_EV_HEADER, "skip: header r=%zu", r);
+			if (shown > 0) {
+				r = zmtp_dec_step(&d, s + 9, shown, &ev);
+				CHECK(r == shown && ev.kind == ZMTP_EV_BODY && !ev.frame_end,
+				      "skip: shown %zu r=%zu", shown, r);
+			}
+			bool ok = zmtp_dec_skip(&d, skip, &end);
+			CHECK(ok && end == (shown + skip == 300) && d.left == 300 - shown - skip,
+			      "skip %zu after %zu: ok=%d end=%d left=%llu", skip, shown, ok, end,
+			      (unsigned long long)d.left);
+			size_t pos = 9 + shown + skip;
+			while (pos < sizeof(s)) {
+				r = zmtp_dec_step(&d, s + pos, sizeof(s) - pos, &ev);
+				CHECK(r > 0 && ev.kind != ZMTP_EV_ERROR, "skip: resume at %zu", pos);
+				if (r == 0 || ev.kind == ZMTP_EV_ERROR)
+					break;
+				if (ev.kind == ZMTP_EV_HEADER)
+					CHECK(pos == 309 && d.size == 3 && d.flags == 0,
+					      "skip %zu after %zu: next header at %zu size %llu", skip,
+					      shown, pos, (unsigned long long)d.size);
+				if (ev.kind == ZMTP_EV_BODY && ev.frame_end && pos >= 309)
+					CHECK(ev.n == 3 && memcmp(ev.p, "xyz", 3) == 0,
+					      "skip: second body");
+				pos += r;
+			}
+		}
+	}
+
+	/* Misuse: in HEADER state, zero bytes, more than left. Each fails the
+	 * decoder, and the failure is sticky. */
+	zmtp_dec_init(&d, 1000);
+	CHECK(!zmtp_dec_skip(&d, 1, &end) && !end && d.state == ZMTP_DEC_FAILED,
+	      "skip in HEADER state accepted");
+	CHECK(zmtp_dec_step(&d, s, 9, &ev) == 0 && ev.kind == ZMTP_EV_ERROR,
+	      "decoder usable after a refused skip");
+	zmtp_dec_init(&d, 1000);
+	(void)zmtp_dec_step(&d, s, 9, &ev);
+	CHECK(!zmtp_dec_skip(&d, 0, &end) && d.state == ZMTP_DEC_FAILED, "skip of 0 accepted");
+	zmtp_dec_init(&d, 1000);
+	(void)zmtp_dec_step(&d, s, 9, &ev);
+	CHECK(!zmtp_dec_skip(&d, 301, &end) && d.state == ZMTP_DEC_FAILED,
+	      "skip past the frame end accepted");
+	zmtp_dec_init(&d, 1000);
+	(void)zmtp_dec_step(&d, s, 9, &ev);
+	CHECK(zmtp_dec_skip(&d, 300, &end) && end && d.state == ZMTP_DEC_HEADER && d.hdr_have == 0,
+	      "skip of the whole body");
+	CHECK(!zmtp_dec_skip(&d, 1, &end), "skip after the frame ended accepted");
+}
+
 int main(void)
 {
 	test_greeting();
 	test_decoder_contract();
 	test_decoder_streams();
 	test_decoder_errors();
+	test_decoder_skip();
 	test_handshake();
 	test_handshake_locale();
 	test_commands();

@@ -1,0 +1,294 @@
+"""Long frame bodies moved by splice(2) once their verdict is known.
+
+The rest of a judged frame goes socket -> pipe -> socket without entering
+user space, so these tests check what splicing must never change: bytes
+arrive exact and in order, the parser finds the next frame header exactly
+where the spliced body ends (a pickle right behind a spliced frame is still
+dropped), a pickle is never spliced, held frames wait for the last verdict,
+backpressure and peers closing mid-body behave as on the buffered path.
+zmtpfw_spliced_bytes_total proves the splice path ran; `splice = false`
+proves the same traffic takes the buffered path with the counter at 0.
+"""
+
+import hashlib
+import os
+import re
+import signal
+import socket
+import struct
+import time
+import urllib.request
+
+import pytest
+import zmq
+
+import payloads as P
+import zmtp_raw as Z
+from conftest import Zmtpfw, free_port, make_route, render_config, wait_until, zsock
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def start_fw(procs, workdir):
+    """start_fw(worker, **route) -> Zmtpfw with one route "w" to the worker
+    and a metrics endpoint on zf.mport."""
+    def _start(worker, mode="enforce", **kw):
+        mport = free_port()
+        kw.setdefault("max_frame_size", 256 * MIB)
+        kw.setdefault("max_message_size", 256 * MIB)
+        route = make_route("w", worker.upstream, **kw)
+        cfg = workdir / "zmtpfw-splice.conf"
+        cfg.write_text(render_config([route], mode) +
+                       f'metrics = {{ listen = "127.0.0.1:{mport}"; probe_upstream = false; }};\n')
+        zf = Zmtpfw(["-c", cfg], workdir, name="zmtpfw-splice")
+        procs.append(zf)
+        zf.mport = mport
+        zf.routes = {"w": route}
+        zf.port = lambda name: int(route["listen"].rsplit(":", 1)[1])
+        zf.endpoint = lambda name: "tcp://" + route["listen"]
+        zf.wait_listening(["w"])
+        zf.wait_event("metrics-listening", 10)
+        return zf
+    return _start
+
+
+def metric(zf, name, direction="client_to_worker"):
+    body = urllib.request.urlopen(f"http://127.0.0.1:{zf.mport}/metrics", timeout=5).read().decode()
+    m = re.search(r'^%s\{route="w",direction="%s"\} (\d+)$' % (name, direction), body, re.M)
+    assert m, f"{name} {direction} missing from /metrics"
+    return int(m.group(1))
+
+
+def spliced(zf, direction="client_to_worker"):
+    return metric(zf, "zmtpfw_spliced_bytes_total", direction)
+
+
+def body_of(size, first=0x00):
+    """Random bytes that are not a pickle: 0x00 is no pickle opcode."""
+    b = bytearray(os.urandom(size))
+    b[0] = first
+    return bytes(b)
+
+
+def digest(b):
+    return {"len": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+
+
+def no_warnings(zf):
+    bad = [d for d in zf.lines() if d.get("level") in ("warn", "error")]
+    assert not bad, bad[:5]
+
+
+@pytest.mark.timeout_s(90)
+@pytest.mark.parametrize("splice", [True, False])
+def test_long_frames_byte_exact_and_counted(start_worker, start_fw, zctx, splice):
+    """Single-frame and header + tensor messages of 2..32 MiB arrive exact,
+    in order, between small ones. With splice on, most of their bytes went
+    through the kernel; with it off, none did."""
+    w = start_worker("PULL")
+    zf = start_fw(w, splice=splice)
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"), timeout_ms=30000)
+    sent = []
+    for i, size in enumerate([2 * MIB, 32 * MIB, 3 * MIB + 7, 8 * MIB]):
+        big = body_of(size)
+        msg = [big] if i % 2 == 0 else [P.json_frame({"hdr": i}), big]
+        s.send_multipart(msg)
+        s.send(P.json_frame({"small": i}))
+        sent += [msg, [P.json_frame({"small": i})]]
+    want = [[digest(f) if len(f) > MIB else f for f in m] for m in sent]
+    wait_until(lambda: len(w.messages()) >= len(want), 60, interval=0.2, what="all messages")
+    assert w.messages() == want
+    total = sum(len(f) for m in sent for f in m)
+    if splice:
+        assert spliced(zf) > total // 2, (spliced(zf), total)
+    else:
+        assert spliced(zf) == 0
+    assert metric(zf, "zmtpfw_relayed_bytes_total") > total
+    no_warnings(zf)
+
+
+@pytest.mark.timeout_s(90)
+def test_pickle_right_after_spliced_frame_is_dropped(start_worker, start_fw, zctx, marker):
+    """The parser resumes at the exact end of each spliced body: a pickle
+    sent right behind a spliced frame, in the same TCP stream, is found and
+    dropped, and the clean messages around it arrive."""
+    w = start_worker("PULL")
+    zf = start_fw(w)
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"), timeout_ms=30000)
+    a, b = body_of(4 * MIB), body_of(4 * MIB + 123)
+    s.send(a)
+    s.send(P.evil(marker, 5))
+    s.send(b)
+    s.send_multipart([P.json_frame({"hdr": 1}), P.evil(marker, 2)])
+    s.send(P.json_frame({"after": True}))
+    wait_until(lambda: len(w.messages()) >= 3, 60, interval=0.2, what="three clean messages")
+    time.sleep(0.3)
+    assert w.messages() == [[digest(a)], [digest(b)], [P.json_frame({"after": True})]]
+    assert not marker.exists()
+    assert len(zf.events("drop", reason="pickle")) == 2
+    assert spliced(zf) > 6 * MIB
+
+
+@pytest.mark.timeout_s(90)
+def test_long_pickle_is_never_spliced(start_worker, start_fw, zctx, marker):
+    """An 8 MiB frame that is a pickle (a dangerous prefix, then padding in
+    a BINBYTES8 argument) is judged at its head and drained, not spliced."""
+    w = start_worker("PULL")
+    zf = start_fw(w)
+    evil = P.evil(marker, 5)
+    pad = 8 * MIB
+    # PROTO 5, then BINBYTES8 <pad>, POP, then the attack's own opcodes.
+    frame = b"\x80\x05" + b"\x8e" + struct.pack("<Q", pad) + os.urandom(pad) + b"0" + evil[2:]
+    assert P.reaches_import(frame)  # CPython imports only after the 8 MiB argument
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"), timeout_ms=30000)
+    s.send(frame)
+    s.send(P.json_frame({"after": True}))
+    w.wait_message([P.json_frame({"after": True})], timeout=30)
+    assert not marker.exists()
+    assert zf.events("drop", reason="pickle")
+    assert spliced(zf) == 0
+
+
+@pytest.mark.timeout_s(90)
+def test_held_frames_wait_for_the_last_verdict(start_worker, start_fw, zctx, marker):
+    """Clean 4 MiB frames with MORE are held (not spliced): a pickle in the
+    last frame still drops the whole message; a clean last frame releases
+    it, and only that last frame may be spliced."""
+    w = start_worker("PULL")
+    zf = start_fw(w)
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"), timeout_ms=30000)
+    f1, f2 = body_of(4 * MIB), body_of(4 * MIB)
+    s.send_multipart([f1, f2, P.evil(marker, 4)])
+    tail = body_of(6 * MIB)
+    s.send_multipart([f1, tail])
+    wait_until(lambda: len(w.messages()) >= 1, 60, interval=0.2, what="the clean message")
+    time.sleep(0.3)
+    assert w.messages() == [[digest(f1), digest(tail)]]
+    assert not marker.exists()
+    n = spliced(zf)
+    assert 0 < n <= len(tail), n
+
+
+@pytest.mark.timeout_s(90)
+def test_worker_to_client_replies_spliced(start_worker, start_fw, zctx):
+    """The worker's direction is not scanned: long replies are spliced from
+    the first body bytes on and reach the client exact."""
+    w = start_worker("REP")
+    zf = start_fw(w)
+    s = zsock(zctx, zmq.REQ, zf.endpoint("w"), timeout_ms=30000)
+    for size in (3 * MIB, 16 * MIB):
+        req = body_of(size)
+        s.send(req)
+        assert s.recv() == req
+    assert spliced(zf, "worker_to_client") > 16 * MIB
+    no_warnings(zf)
+
+
+@pytest.mark.timeout_s(120)
+def test_backpressure_while_splicing(start_worker, start_fw, zctx, workdir):
+    """A worker that stops reading for 2 s while 96 MiB are in flight: the
+    pipe and socket buffers bound what zmtpfw holds (RSS grows by less than
+    8 MiB), and everything arrives once it reads again."""
+    w = start_worker("PULL")
+    zf = start_fw(w)
+    rss0 = rss_kib(zf.proc.pid)
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"), timeout_ms=60000)
+    os.kill(w.proc.pid, signal.SIGSTOP)
+    try:
+        bigs = [body_of(16 * MIB) for _ in range(6)]
+        for b in bigs:
+            s.send(b, copy=False)
+        time.sleep(2.0)
+        peak = rss_kib(zf.proc.pid)
+    finally:
+        os.kill(w.proc.pid, signal.SIGCONT)
+    wait_until(lambda: len(w.messages()) >= len(bigs), 90, interval=0.2, what="six 16 MiB messages")
+    assert w.messages() == [[digest(b)] for b in bigs]
+    assert peak - rss0 < 8 * 1024, (rss0, peak)
+    assert spliced(zf) > 48 * MIB
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def raw_session(zf):
+    c = Z.RawClient("127.0.0.1", zf.port("w"))
+    c.handshake("PUSH")
+    return c
+
+
+@pytest.mark.timeout_s(120)
+def test_peers_closing_mid_splice(start_worker, start_fw, zctx):
+    """Clients that declare 8 MiB, send 3 MiB slowly and close; a worker
+    killed while a long frame is spliced to it. zmtpfw logs each close,
+    keeps serving, and holds no more than its pool of pipes afterwards."""
+    w = start_worker("PULL", no_unpickle=True)
+    zf = start_fw(w)
+    fds0 = fd_count(zf.proc.pid)
+    for i in range(20):
+        c = raw_session(zf)
+        c.send(bytes([Z.FLAG_LONG]) + struct.pack(">Q", 8 * MIB) + b"\x00" + os.urandom(64 << 10))
+        time.sleep(0.02)
+        c.send(os.urandom(3 * MIB))
+        c.sock.close()
+    wait_until(lambda: len(zf.events("close", reason="client-closed")) >= 20, 20,
+               what="20 client closes")
+    assert spliced(zf) > 20 * 2 * MIB
+    # the pool keeps at most 16 pipes (two descriptors each)
+    wait_until(lambda: fd_count(zf.proc.pid) <= fds0 + 32, 10,
+               what=f"descriptors back near {fds0} (have {fd_count(zf.proc.pid)})")
+    # Clean traffic still flows.
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"), timeout_ms=30000)
+    s.send(P.json_frame({"ok": 1}))
+    w.wait_message([P.json_frame({"ok": 1})], timeout=10)
+
+    # The worker dies while a long frame is being spliced into it.
+    c = raw_session(zf)
+    c.send(bytes([Z.FLAG_LONG]) + struct.pack(">Q", 64 * MIB) + b"\x00" + os.urandom(4 * MIB))
+    wait_until(lambda: spliced(zf) > 20 * 2 * MIB + MIB, 10, what="the splice to start")
+    w.stop()
+    try:
+        for _ in range(100):
+            c.send(os.urandom(256 << 10))
+    except OSError:
+        pass
+    zf.wait_event("close", 10, reason=lambda r: r in ("upstream-error", "upstream-closed"))
+    zf.assert_alive()
+
+
+@pytest.mark.timeout_s(60)
+def test_body_trickling_in(start_worker, start_fw):
+    """A long frame whose body arrives in 64 KiB pieces with pauses: the
+    splice waits for its source without spinning (zmtpfw's CPU stays low)
+    and the frame arrives exact."""
+    w = start_worker("PULL", no_unpickle=True)
+    zf = start_fw(w)
+    c = raw_session(zf)
+    body = body_of(4 * MIB)
+    c.send(bytes([Z.FLAG_LONG]) + struct.pack(">Q", len(body)) + body[:100 << 10])
+    cpu0 = cpu_s(zf.proc.pid)
+    t0 = time.monotonic()
+    for off in range(100 << 10, len(body), 256 << 10):
+        c.send(body[off:off + (256 << 10)])
+        time.sleep(0.05)
+    wall = time.monotonic() - t0
+    w.wait_message([digest(body)], timeout=10)
+    used = cpu_s(zf.proc.pid) - cpu0
+    assert used < 0.25 * wall, (used, wall)
+    assert spliced(zf) > 3 * MIB
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
