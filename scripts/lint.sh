@@ -4,7 +4,8 @@
 #   scripts/lint.sh [ZMTPFW_BINARY]      (default: $ZMTPFW_BIN, else build/zmtpfw)
 #
 #   yamllint          deploy/ (settings in deploy/.yamllint)
-#   ShellCheck        scripts/*.sh, deploy/**/*.sh, tests/bench/run.sh, .ci/run
+#   ShellCheck        scripts/*.sh, deploy/**/*.sh, tests/bench/run.sh (and the
+#                     lib.sh it sources), .ci/run
 #                     fail on warnings and errors; the deployment scripts
 #                     (build-image.sh, lint.sh, deploy/) on every level
 #   systemd-analyze   verify deploy/systemd/zmtpfw.service, and its offline
@@ -50,7 +51,7 @@ if need yamllint yamllint; then
 fi
 
 if need shellcheck shellcheck; then
-	mapfile -t shells < <(ls scripts/*.sh tests/bench/run.sh .ci/run 2>/dev/null; find deploy -name '*.sh')
+	mapfile -t shells < <(ls scripts/*.sh tests/bench/run.sh tests/bench/lib.sh .ci/run 2>/dev/null; find deploy -name '*.sh')
 	run "shellcheck -S warning (${#shells[@]} files)" shellcheck -x -S warning "${shells[@]}"
 	mapfile -t mine < <(echo scripts/build-image.sh; echo scripts/lint.sh; find deploy -name '*.sh')
 	run "shellcheck, all levels (${#mine[@]} deployment scripts)" shellcheck -x "${mine[@]}"

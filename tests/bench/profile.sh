@@ -39,28 +39,10 @@ command -v perf >/dev/null || { echo "profile.sh: perf missing (apt-get install 
 BASE=${ZBENCH_PORT:-$((21000 + $$ % 1000 * 10))}
 P_UP=$BASE P_FW=$((BASE + 1))
 WORK=$(mktemp -d /tmp/zprof.XXXXXX)
-PIDS=()
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	if [ "${ZBENCH_KEEP:-0}" = 1 ]; then echo "work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# PIDS, cleanup on exit, start, reap, wait_for, listening
+# shellcheck source-path=SCRIPTDIR/../..
+. tests/bench/lib.sh
 say() { echo "profile.sh: $*" >&2; }
-start() { "$@" & LAST=$!; PIDS+=("$LAST"); }
-reap() {
-	local rc=0 keep=() p
-	wait "$1" || rc=$?
-	for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-	PIDS=("${keep[@]}")
-	return $rc
-}
-wait_for() { local i; for ((i = 0; i < $1 * 20; i++)); do "${@:2}" && return 0; sleep 0.05; done; return 1; }
-listening() {
-	awk -v p="$(printf ':%04X' "$1")" '$4 == "0A" && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }' /proc/net/tcp
-}
 json() { sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p" "$2"; }
 
 cat >"$WORK/zmtpfw.conf" <<EOF
@@ -78,7 +60,7 @@ count_for() {
 
 # run SIZE COUNT MODE(stat|record): one relayed PUSH->PULL run under perf.
 run() {
-	local size=$1 count=$2 mode=$3 pull fw perf push_t pull_t
+	local size=$1 count=$2 mode=$3 pull fw perf
 	start perf stat -x, -e task-clock -o "$WORK/pull.cpu" \
 		"$ZB" pull --bind "tcp://127.0.0.1:$P_UP" --count "$count" --size "$size" --header "$HEADER" --timeout-secs 20 >"$WORK/pull.json"
 	pull=$LAST

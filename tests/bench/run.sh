@@ -78,37 +78,12 @@ WORK=$(mktemp -d /tmp/zbench.XXXXXX)
 RES=$WORK/results # raw lines: key variant value... r=REPETITION
 ANOM=$WORK/anomalies
 touch "$RES" "$ANOM"
-PIDS=() # started and not yet reaped
-
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	if [ "${ZBENCH_KEEP:-0}" = 1 ]; then echo "work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# PIDS, cleanup on exit, start, forget, reap, stop, wait_for, listening
+# shellcheck source-path=SCRIPTDIR/../..
+. tests/bench/lib.sh
 
 say() { echo "run.sh: $*" >&2; }
 anomaly() { say "ANOMALY: $*"; echo "$*" | tr '\n' ' ' | sed 's/ $//' >>"$ANOM"; echo >>"$ANOM"; }
-start() { "$@" & LAST=$!; PIDS+=("$LAST"); }
-forget() {
-	local keep=() p
-	for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-	PIDS=("${keep[@]}")
-}
-reap() { local rc=0; wait "$1" || rc=$?; forget "$1"; return $rc; }
-stop() { kill "$1" 2>/dev/null || true; reap "$1" || true; }
-wait_for() { # SECONDS COMMAND...: poll until it succeeds
-	local i n=$(($1 * 20))
-	shift
-	for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.05; done
-	return 1
-}
-listening() { # PORT on 127.0.0.1 in LISTEN state
-	awk -v p="$(printf ':%04X' "$1")" '$4 == "0A" && substr($2, length($2) - 4) == p { f = 1 }
-		END { exit !f }' /proc/net/tcp
-}
 json() { sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p" "$2" | grep . || echo 0; }
 json_str() { sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" "$2"; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }

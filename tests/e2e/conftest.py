@@ -99,6 +99,20 @@ def wait_until(pred, timeout, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def rss_kib(pid):
+    """Resident set size of a live process, in KiB (0 if /proc has none)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def fd_count(pid):
+    """Open file descriptors of a live process."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def _kill_group(proc, grace=3.0):
     if proc.poll() is not None:
         return

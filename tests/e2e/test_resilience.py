@@ -23,7 +23,7 @@ import zmq
 
 import payloads as P
 import zmtp_raw as Z
-from conftest import Zmtpfw, free_port, make_route, render_config, wait_until, zsock
+from conftest import Zmtpfw, fd_count, free_port, make_route, render_config, rss_kib, wait_until, zsock
 
 SANITIZE = os.environ.get("ZMTPFW_SANITIZE") == "1"
 SLOW = 2.5 if SANITIZE else 1.0  # deadline stretch
@@ -34,18 +34,6 @@ def scaled(n, asan):
 
 
 # --- helpers ---------------------------------------------------------------
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
 
 def established_to(port):
     """Established TCP connections whose local end is 127.0.0.1:port (the

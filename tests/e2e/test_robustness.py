@@ -14,19 +14,7 @@ import zmq
 
 import payloads as P
 import zmtp_raw as Z
-from conftest import free_port, make_route, wait_until, zsock
-
-
-def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from conftest import fd_count, free_port, make_route, rss_kib, wait_until, zsock
 
 
 def clean(i):
