@@ -14,7 +14,6 @@ import hashlib
 import os
 import re
 import signal
-import socket
 import struct
 import time
 import urllib.request
@@ -24,7 +23,8 @@ import zmq
 
 import payloads as P
 import zmtp_raw as Z
-from conftest import Zmtpfw, free_port, make_route, render_config, wait_until, zsock
+from conftest import (Zmtpfw, fd_count, free_port, make_route, render_config, rss_kib, wait_until,
+                      zsock)
 
 MIB = 1 << 20
 
@@ -207,18 +207,6 @@ def test_backpressure_while_splicing(start_worker, start_fw, zctx, workdir):
     assert w.messages() == [[digest(b)] for b in bigs]
     assert peak - rss0 < 8 * 1024, (rss0, peak)
     assert spliced(zf) > 48 * MIB
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def raw_session(zf):
