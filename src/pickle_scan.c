@@ -17,11 +17,11 @@
  *    "might be str", "bytes-like, not str", "neither",
  *  - memo presence exactly for indexes < PS_MEMO_MAP, a few larger ones in
  *    a side table, and the memo length MEMOIZE writes at.
- * Text arguments are parsed from a PS_LINE_MAX buffer; longer ones are
- * assumed valid unless they hold a byte no number can contain. Counted
- * bodies are skipped by counting (BINUNICODE bodies are checked as UTF-8,
- * surrogatepass, on the way). A read crossing a FRAME's end is flagged:
- * there pickle.load(file) and loads() part ways.
+ * Text arguments are parsed from a PS_LINE_MAX buffer (pickle_scan_text.c);
+ * longer ones are assumed valid unless they hold a byte no number can
+ * contain. Counted bodies are skipped by counting (BINUNICODE bodies are
+ * checked as UTF-8, surrogatepass, on the way). A read crossing a FRAME's
+ * end is flagged: there pickle.load(file) and loads() part ways.
  *
  * Collect mode (pscan_collect, for zmtpfw scan) runs the same emulator but
  * reports each reachable import and goes on as if it succeeded; string
@@ -34,164 +34,10 @@
  * touched. Otherwise the scalar registers are zeroed once; the arrays are
  * never cleared, because each is read only where this frame wrote it (the
  * memo map up to memo_hi, which grows as indexes are stored). */
-#include "zmtpfw/pickle_scan.h"
+#include "pickle_scan_int.h"
 
 #include <stddef.h>
 #include <string.h>
-
-#define PS_KINDS 64       /* stack items whose kind is remembered */
-#define PS_MARKS 64       /* mark positions remembered */
-#define PS_MEMO_MAP 2048  /* memo indexes tracked by a 2-bit map */
-#define PS_MEMO_FAR 8     /* larger memo indexes tracked one by one */
-#define PS_LINE_MAX 128   /* text argument bytes kept for parsing */
-#define PS_NONE UINT64_MAX
-#define PS_INST UINT64_MAX /* ps_reach: INST pops down to its mark */
-
-/* A declared length >= 2^56 can never be satisfied: loads() reads from a
- * buffer in the address space, and no 64-bit CPU maps 2^56 bytes (x86-64
- * 5-level paging: 2^56 per half). CPython raises (truncated, MemoryError or
- * OverflowError for >= 2^63) before running the next opcode. */
-#define PS_HUGE ((uint64_t)1 << 56)
-
-/* Kinds: 0 doubles as "absent" in the memo map. */
-enum ps_kind {
-	PK_ABSENT = 0,
-	PK_ANY,  /* might be a str (str, unknown, out-of-band buffer) */
-	PK_BUF,  /* bytes, bytearray, memoryview: not str, has a buffer */
-	PK_VAL,  /* int, bool, float, None, containers: not str, no buffer */
-	PK_STR,  /* certainly str (unicode opcodes); the memo keeps it as ANY */
-};
-
-enum ps_state {
-	PS_START,  /* nothing fed yet: registers not initialised */
-	PS_OPCODE, /* next byte is an opcode */
-	PS_FIXED,  /* collecting a fixed-size binary argument */
-	PS_SKIP,   /* skipping a counted body */
-	PS_LINE,   /* collecting a '\n'-terminated text argument */
-	PS_DONE,   /* verdict is final */
-};
-
-enum ps_check {
-	PC_NONE,  /* line content is not validated byte by byte */
-	PC_UTF8,  /* GLOBAL: PyUnicode_DecodeUTF8(..., "strict") */
-	PC_ASCII, /* INST, PERSID: PyUnicode_DecodeASCII(..., "strict") */
-};
-
-/* ---- collect mode: names memory ----------------------------------------- */
-
-#define PS_ARENA (1u << 20) /* ring of string bytes */
-#define PS_NMEMO 8192       /* memo index -> string, direct-mapped */
-#define PS_NOREF UINT32_MAX
-
-/* A string value in the arena: arena bytes [at, at + len) in absolute
- * (never wrapping) positions; len PS_NOREF: not a known string. */
-struct ps_ref {
-	uint64_t at;
-	uint32_t len;
-};
-
-struct ps_nmemo {
-	uint64_t idx;  /* memo index this slot describes */
-	uint64_t at;   /* its string value, as in ps_ref */
-	uint32_t len;
-	uint32_t gen;  /* scan that wrote it: older slots are empty */
-};
-
-struct ps_names {
-	uint64_t wr;    /* arena bytes ever reserved; a ref is intact while
-			   wr <= at + PS_ARENA (nothing wrapped onto it) */
-	uint32_t gen;   /* current scan, tags memo slots */
-	struct ps_ref stack[PS_KINDS]; /* parallel to pscan.kinds */
-	struct ps_nmemo memo[PS_NMEMO];
-	struct ps_ref body;            /* str body being copied (pscan.cap) */
-	uint64_t body_done;            /* bytes of it copied so far */
-	uint64_t line_len[2];          /* GLOBAL/INST lines, UNICODE/STRING */
-	uint8_t line[2][PSCAN_NAME_MAX];
-	uint8_t arena[PS_ARENA];
-};
-
-_Static_assert(sizeof(struct ps_names) <= PSCAN_NAMES_SIZE, "PSCAN_NAMES_SIZE too small");
-_Static_assert(_Alignof(struct ps_names) <= 8, "names alignment");
-
-static const struct ps_ref ps_noref = { 0, PS_NOREF };
-
-struct pscan {
-	/* ---- set by pscan_init / pscan_collect ---- */
-	enum pscan_verdict verdict;
-	enum ps_state state;
-	const char *reason;   /* static string for logs */
-	uint64_t pos;         /* offset of the next input byte */
-	uint64_t op_off;      /* offset of the opcode being executed */
-	uint64_t imports;     /* collect mode: imports reported */
-	unsigned opts;        /* PSCAN_EXT_UNREGISTERED, _NO_PERSID, _NO_BUFFERS */
-	pscan_import_fn fn;   /* collect mode when set */
-	void *ctx;
-	struct ps_names *nm;  /* collect mode: string values, or NULL */
-
-	/* ---- registers: zeroed by ps_start() at the first opcode ---- */
-	uint64_t arg_start;   /* offset where the current argument read began */
-	uint64_t buf_end;     /* end of the FRAME a file-mode load buffers */
-	uint8_t op;           /* opcode being executed */
-
-	/* Fixed-size argument being collected (at most 8 bytes). */
-	uint8_t need;
-	uint8_t have;
-	uint8_t arg[8];
-
-	/* Counted body being skipped, and what it pushes when done. */
-	uint64_t skip;
-	uint8_t body_kind;
-	bool cap;             /* collect mode: body copied to nm->body */
-
-	/* Text line being collected. */
-	uint8_t line_no;      /* GLOBAL/INST read two lines: 0 or 1 */
-	uint8_t check;        /* enum ps_check for this line */
-	bool keep;            /* copy bytes into line[] for parsing */
-	bool keep_name;       /* collect mode: copy bytes into nm->line[] */
-	bool bad;             /* validation failed */
-	uint8_t u8_need;      /* UTF-8 continuation bytes still expected */
-	uint8_t u8_lo, u8_hi; /* range allowed for the next continuation */
-	bool u8_surr;         /* surrogatepass: ED A0..BF allowed */
-	uint8_t first, last;  /* STRING quote check, LONG's trailing 'L' */
-	uint64_t line_len;    /* bytes before '\n' */
-	uint64_t nul_at;      /* first NUL within line[], or PS_NONE */
-
-	/* Stack model. */
-	bool lost;            /* depth/marks no longer exact: never raise */
-	bool exotic;          /* NEXT_BUFFER ran, or (collect mode) an import
-				 succeeded: the stack may hold a non-data
-				 object, so calls might succeed */
-	uint64_t depth;       /* Py_SIZE(stack) */
-	uint64_t fence;       /* position of the top mark, 0 without marks */
-	uint64_t kinds_lo;    /* items [kinds_lo, depth) have a known kind */
-	uint64_t nmarks;      /* number of marks */
-	uint64_t marks_lo;    /* marks [marks_lo, nmarks) have known positions */
-	uint64_t inst_at;     /* INST: where its mark was */
-
-	/* Memo model. */
-	uint64_t memo_len;    /* CPython's memo_len: where MEMOIZE writes */
-	uint64_t memo_hi;     /* memo_map bytes [0, memo_hi) are initialised */
-	bool memo_len_unknown;
-	bool far_lost;        /* a large index was stored but not recorded */
-	bool memo_blind;      /* a store went to an unknown index */
-	uint8_t far_n;
-
-	/* ---- arrays: never cleared, read only where this frame wrote ---- */
-	uint8_t line[PS_LINE_MAX];  /* [0, min(line_len, PS_LINE_MAX)) */
-	uint8_t kinds[PS_KINDS];    /* items [kinds_lo, depth) */
-	uint64_t marks[PS_MARKS];   /* marks [marks_lo, nmarks) */
-	uint8_t far_kind[PS_MEMO_FAR]; /* [0, far_n) */
-	uint64_t far_idx[PS_MEMO_FAR];
-	uint8_t memo_map[PS_MEMO_MAP / 4]; /* 2 bits per index: enum ps_kind */
-};
-
-_Static_assert(sizeof(struct pscan) <= PSCAN_STATE_SIZE,
-	       "PSCAN_STATE_SIZE too small");
-_Static_assert(_Alignof(struct pscan) <= 8, "state alignment");
-
-/* The state lives in the caller's opaque buffer. */
-#define PS_GET(st) ((struct pscan *)(void *)(st)->opaque)
-#define PS_CGET(st) ((const struct pscan *)(const void *)(st)->opaque)
 
 /* ---- verdicts ---------------------------------------------------------- */
 
@@ -207,36 +53,6 @@ static void ps_decide(struct pscan *s, enum pscan_verdict v, const char *why)
 static void ps_clean(struct pscan *s, const char *why)
 {
 	ps_decide(s, s->imports ? PSCAN_PICKLE : PSCAN_CLEAN, why);
-}
-
-/* ---- names (collect mode) ---------------------------------------------- */
-
-static bool ps_ref_known(const struct ps_names *nm, struct ps_ref r)
-{
-	return r.len != PS_NOREF && nm->wr <= r.at + PS_ARENA;
-}
-
-/* Reserve len <= PSCAN_NAME_MAX contiguous arena bytes. */
-static struct ps_ref ps_reserve(struct ps_names *nm, uint64_t len)
-{
-	if (nm->wr % PS_ARENA + len > PS_ARENA)
-		nm->wr += PS_ARENA - nm->wr % PS_ARENA;
-	struct ps_ref r = { nm->wr, (uint32_t)len };
-	nm->wr += len;
-	return r;
-}
-
-static uint8_t *ps_bytes(struct ps_names *nm, struct ps_ref r)
-{
-	return nm->arena + r.at % PS_ARENA;
-}
-
-static struct ps_ref ps_store(struct ps_names *nm, const uint8_t *b, uint64_t len)
-{
-	struct ps_ref r = ps_reserve(nm, len);
-	if (len)
-		memcpy(ps_bytes(nm, r), b, len);
-	return r;
 }
 
 /* ---- stack and marks --------------------------------------------------- */
@@ -424,312 +240,6 @@ static void ps_memoize(struct pscan *s)
 		s->memo_blind = true; /* stored at an index we cannot name */
 	else
 		ps_memo_put(s, s->memo_len);
-}
-
-/* ---- text argument parsing --------------------------------------------- */
-
-static bool ps_space(uint8_t c)
-{
-	return c == ' ' || (c >= '\t' && c <= '\r');
-}
-
-static unsigned ps_digit(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c |= 0x20;
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 10;
-	return 99;
-}
-
-/* Leading whitespace and sign: strtol() and PyLong_FromString() both skip
- * them. Returns the index after them. */
-static size_t ps_lead(const uint8_t *b, size_t n, bool *neg)
-{
-	size_t i = 0;
-	while (i < n && ps_space(b[i]))
-		i++;
-	*neg = i < n && b[i] == '-';
-	return i < n && (b[i] == '+' || b[i] == '-') ? i + 1 : i;
-}
-
-/* glibc strtol(s, &end, 0) followed by load_int's test "*end is '\n' or
- * '\0'". b[0..n) is the line up to its terminator. */
-static bool ps_strtol_ok(const uint8_t *b, size_t n)
-{
-	bool neg;
-	size_t i = ps_lead(b, n, &neg);
-	if (n == 0)
-		return true; /* no digits, end == s == "\0": taken as 0 */
-	if (i < n && b[i] >= 0x80)
-		return true; /* isspace() of a high byte depends on the locale */
-	unsigned base = 10;
-	if (i < n && b[i] == '0') {
-		if (i + 2 < n && (b[i + 1] | 0x20) == 'x' && ps_digit(b[i + 2]) < 16) {
-			base = 16;
-			i += 2;
-		} else {
-			base = 8;
-		}
-	}
-	size_t start = i;
-	uint64_t mag = 0;
-	bool ovf = false;
-	for (; i < n; i++) {
-		unsigned d = ps_digit(b[i]);
-		if (d >= base)
-			break;
-		if (mag > (UINT64_MAX - d) / base)
-			ovf = true;
-		else
-			mag = mag * base + d;
-	}
-	if (i == start || i != n)
-		return false;
-	/* ERANGE makes CPython fall back to PyLong_FromString. */
-	return !ovf && mag <= (neg ? (uint64_t)1 << 63 : ((uint64_t)1 << 63) - 1);
-}
-
-/* PyLong_FromString(s, NULL, base) for base 0 or 10. On success stores
- * the magnitude (saturated at UINT64_MAX) and sign. */
-static bool ps_pylong(const uint8_t *b, size_t n, unsigned base,
-		      uint64_t *val, bool *neg)
-{
-	bool old_octal = false, ng, nonzero = false;
-	size_t i = ps_lead(b, n, &ng);
-	uint8_t c0 = i < n ? b[i] : 0;
-	uint8_t c1 = i + 1 < n ? (uint8_t)(b[i + 1] | 0x20) : 0;
-	if (base == 0) {
-		if (c0 != '0')
-			base = 10;
-		else if (c1 == 'x')
-			base = 16;
-		else if (c1 == 'o')
-			base = 8;
-		else if (c1 == 'b')
-			base = 2;
-		else {
-			base = 10; /* "0..." only valid if the value is zero */
-			old_octal = true;
-		}
-	}
-	if (c0 == '0' && ((base == 16 && c1 == 'x') || (base == 8 && c1 == 'o') ||
-			  (base == 2 && c1 == 'b'))) {
-		i += 2;
-		if (i < n && b[i] == '_')
-			i++; /* one underscore allowed after the prefix */
-	}
-	if (i < n && b[i] == '_')
-		return false;
-	size_t digits = 0;
-	uint8_t prev = 0;
-	uint64_t v = 0;
-	for (; i < n; i++) {
-		uint8_t c = b[i];
-		if (c == '_') {
-			if (prev == '_')
-				return false;
-		} else {
-			unsigned d = ps_digit(c);
-			if (d >= base)
-				break;
-			digits++;
-			nonzero |= d != 0;
-			v = v > (UINT64_MAX - d) / base ? UINT64_MAX : v * base + d;
-		}
-		prev = c;
-	}
-	if (prev == '_' || digits == 0 || (old_octal && nonzero))
-		return false;
-	while (i < n && ps_space(b[i]))
-		i++;
-	if (i != n)
-		return false;
-	if (val)
-		*val = v;
-	if (neg)
-		*neg = ng && nonzero;
-	return true;
-}
-
-/* PyOS_string_to_double() must consume the whole line. A superset: leading
- * spaces and overflowing exponents are accepted here although CPython
- * rejects them. */
-static bool ps_float_ok(const uint8_t *b, size_t n)
-{
-	bool neg;
-	size_t i = ps_lead(b, n, &neg), d = 0;
-	if (n - i >= 3 && n - i <= 8) { /* inf, infinity, nan in any case */
-		char w[9] = { 0 };
-		for (size_t j = i; j < n; j++)
-			w[j - i] = (char)(b[j] | 0x20);
-		if (!strcmp(w, "inf") || !strcmp(w, "infinity") || !strcmp(w, "nan"))
-			return true;
-	}
-	for (; i < n && b[i] >= '0' && b[i] <= '9'; i++)
-		d++;
-	if (i < n && b[i] == '.')
-		for (i++; i < n && b[i] >= '0' && b[i] <= '9'; i++)
-			d++;
-	if (d == 0)
-		return false;
-	if (i < n && (b[i] | 0x20) == 'e') {
-		size_t e = 0;
-		i++;
-		if (i < n && (b[i] == '+' || b[i] == '-'))
-			i++;
-		for (; i < n && b[i] >= '0' && b[i] <= '9'; i++)
-			e++;
-		if (e == 0)
-			return false;
-	}
-	return i == n;
-}
-
-/* The C string CPython parses: the line up to the first NUL (CopyLine
- * appends one). strip_L drops LONG's trailing 'L'. Returns false when the
- * string did not fit in line[]: its value is unknown. */
-static bool ps_body(const struct pscan *s, bool strip_L, size_t *n)
-{
-	uint64_t len = s->line_len;
-	if (strip_L && len > 0 && s->last == 'L')
-		len--;
-	if (s->nul_at < len)
-		len = s->nul_at;
-	if (len > PS_LINE_MAX)
-		return false;
-	*n = (size_t)len;
-	return true;
-}
-
-
-/* ---- line collection --------------------------------------------------- */
-
-static void ps_line_start(struct pscan *s, uint8_t check, bool keep)
-{
-	s->state = PS_LINE;
-	s->arg_start = s->pos;
-	s->check = check;
-	s->keep = keep;
-	s->bad = false;
-	s->u8_need = 0;
-	s->u8_surr = false;
-	s->line_len = 0;
-	s->nul_at = PS_NONE;
-	/* Collect mode names GLOBAL/INST lines and UNICODE/STRING values. */
-	s->keep_name = s->nm && (s->op == 'c' || s->op == 'i' || s->op == 'V' || s->op == 'S');
-	if (s->keep_name)
-		s->nm->line_len[s->line_no] = 0;
-}
-
-/* Strict UTF-8 as CPython decodes it: no overlongs, no surrogates, nothing
- * above U+10FFFF. Once bad, the caller stops feeding. */
-static void ps_utf8(struct pscan *s, uint8_t c)
-{
-	if (s->u8_need) {
-		bool ok = c >= s->u8_lo && c <= s->u8_hi;
-		s->bad |= !ok;
-		s->u8_need = ok ? (uint8_t)(s->u8_need - 1) : 0;
-		s->u8_lo = 0x80;
-		s->u8_hi = 0xBF;
-		return;
-	}
-	if (c < 0x80)
-		return;
-	s->bad |= c < 0xC2 || c > 0xF4;
-	s->u8_need = c < 0xE0 ? 1 : c < 0xF0 ? 2 : 3;
-	s->u8_lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
-	s->u8_hi = c == 0xED && !s->u8_surr ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
-}
-
-/* Validate UTF-8 bytes, ASCII words at a time. */
-static void ps_utf8_bytes(struct pscan *s, const uint8_t *b, size_t k)
-{
-	size_t i = 0;
-	while (i < k && !s->bad) {
-		if (s->u8_need == 0) {
-			while (i + 8 <= k) {
-				uint64_t w;
-				memcpy(&w, b + i, 8);
-				if (w & 0x8080808080808080u)
-					break;
-				i += 8;
-			}
-			if (i == k)
-				break;
-		}
-		ps_utf8(s, b[i++]);
-	}
-}
-
-/* Bytes no INT/LONG/FLOAT/GET/PUT argument can contain before its first
- * NUL: anything outside alphanumerics, "_+-.", ASCII whitespace and bytes
- * >= 0x80 (kept: locale-dependent isspace in strtol). Such a byte proves an
- * argument too long for line[] invalid. */
-static bool ps_num_junk(uint8_t c)
-{
-	if (c >= 0x80 || ps_space(c) || c == '_' || c == '+' || c == '-' || c == '.')
-		return false;
-	return !((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'));
-}
-
-static void ps_line_bytes(struct pscan *s, const uint8_t *b, size_t k)
-{
-	if (k == 0)
-		return;
-	if (s->keep && s->nul_at == PS_NONE) {
-		for (size_t i = 0; i < k && b[i] != 0; i++)
-			s->bad |= ps_num_junk(b[i]);
-	}
-	if (s->keep && s->line_len < PS_LINE_MAX) {
-		size_t room = PS_LINE_MAX - (size_t)s->line_len;
-		size_t c = k < room ? k : room;
-		memcpy(s->line + s->line_len, b, c);
-	}
-	if (s->keep && s->nul_at == PS_NONE) {
-		const uint8_t *z = memchr(b, 0, k);
-		if (z)
-			s->nul_at = s->line_len + (uint64_t)(z - b);
-	}
-	if (s->keep_name) {
-		uint64_t *have = &s->nm->line_len[s->line_no];
-		if (*have < PSCAN_NAME_MAX) {
-			size_t c = PSCAN_NAME_MAX - (size_t)*have;
-			memcpy(s->nm->line[s->line_no] + *have, b, k < c ? k : c);
-		}
-		*have += k;
-	}
-	if (s->line_len == 0)
-		s->first = b[0];
-	s->last = b[k - 1];
-	s->line_len += k;
-	if (s->check == PC_ASCII) {
-		for (size_t i = 0; i < k; i++)
-			s->bad |= b[i] >= 0x80;
-	} else if (s->check == PC_UTF8) {
-		ps_utf8_bytes(s, b, k);
-	}
-}
-
-/* GLOBAL/INST/PERSID argument: non-empty (len >= 2 with the '\n', PERSID
- * excepted) and decodable. */
-static bool ps_name_ok(const struct pscan *s, bool may_be_empty)
-{
-	return !s->bad && s->u8_need == 0 && (may_be_empty || s->line_len > 0);
-}
-
-/* A str value whose bytes are b[0..n): known when it is plain ASCII without
- * a backslash (UNICODE's raw-unicode-escape and STRING's escape decoding
- * then change nothing). */
-static struct ps_ref ps_plain_str(struct pscan *s, const uint8_t *b, uint64_t n)
-{
-	if (n > PSCAN_NAME_MAX)
-		return ps_noref;
-	for (uint64_t i = 0; i < n; i++)
-		if (b[i] >= 0x80 || b[i] == '\\')
-			return ps_noref;
-	return ps_store(s->nm, b, n);
 }
 
 /* ---- imports ----------------------------------------------------------- */
@@ -961,12 +471,12 @@ static void ps_line_done(struct pscan *s)
 		 * PyOS_string_to_double. All must consume the whole line. */
 		if (s->line_len == 0)
 			goto bad;
-		if (!ps_body(s, s->op == 'L', &n) && s->bad)
+		if (!pscan_text_body(s, s->op == 'L', &n) && s->bad)
 			goto bad; /* too long to parse, but holds a stray byte */
-		if (ps_body(s, s->op == 'L', &n) &&
-		    !(s->op == 'F' ? ps_float_ok(s->line, n) :
-		      (s->op == 'I' && ps_strtol_ok(s->line, n)) ||
-		      ps_pylong(s->line, n, 0, NULL, NULL)))
+		if (pscan_text_body(s, s->op == 'L', &n) &&
+		    !(s->op == 'F' ? pscan_text_float_ok(s->line, n) :
+		      (s->op == 'I' && pscan_text_strtol_ok(s->line, n)) ||
+		      pscan_text_pylong(s->line, n, 0, NULL, NULL)))
 			goto bad;
 		ps_push(s, PK_VAL);
 		break;
@@ -975,12 +485,12 @@ static void ps_line_done(struct pscan *s)
 		    (s->first != '\'' && s->first != '"'))
 			goto bad;
 		if (s->keep_name && s->line_len <= PSCAN_NAME_MAX)
-			r = ps_plain_str(s, s->nm->line[0] + 1, s->line_len - 2);
+			r = pscan_text_plain_str(s, s->nm->line[0] + 1, s->line_len - 2);
 		ps_push_ref(s, PK_ANY, r);
 		break;
 	case 'V': /* UNICODE: raw-unicode-escape errors assumed absent */
 		if (s->keep_name && s->line_len <= PSCAN_NAME_MAX)
-			r = ps_plain_str(s, s->nm->line[0], s->line_len);
+			r = pscan_text_plain_str(s, s->nm->line[0], s->line_len);
 		ps_push_ref(s, PK_STR, r);
 		break;
 	case 'g': case 'p':
@@ -990,10 +500,10 @@ static void ps_line_done(struct pscan *s)
 			goto bad;
 		if (s->op == 'p' && !ps_avail(s, 1))
 			break;
-		known = ps_body(s, false, &n);
+		known = pscan_text_body(s, false, &n);
 		if (!known && s->bad)
 			goto bad;
-		if (known && (!ps_pylong(s->line, n, 10, &v, &neg) || v > INT64_MAX))
+		if (known && (!pscan_text_pylong(s->line, n, 10, &v, &neg) || v > INT64_MAX))
 			goto bad;
 		if (s->op == 'g' && known && neg)
 			ps_clean(s, "memo-missing"); /* MemoGet((size_t)-k) */
@@ -1007,18 +517,18 @@ static void ps_line_done(struct pscan *s)
 			s->memo_blind = true; /* stored at an index we cannot name */
 		break;
 	case 'P': { /* PERSID with a persistent_load: ASCII id, may be empty */
-		if (!ps_name_ok(s, true))
+		if (!pscan_text_name_ok(s, true))
 			goto bad;
 		struct pscan_import imp = { .opcode = "PERSID" };
 		ps_reach(s, &imp, 0);
 		break;
 	}
 	case 'c': case 'i': /* GLOBAL, INST: module line then name line */
-		if (!ps_name_ok(s, false))
+		if (!pscan_text_name_ok(s, false))
 			goto bad;
 		if (s->line_no == 0) {
 			s->line_no = 1;
-			ps_line_start(s, s->check, false);
+			pscan_text_line_start(s, s->check, false);
 		} else {
 			ps_reach_named(s, s->op == 'c' ? "GLOBAL" : "INST",
 				       s->op == 'c' ? 0 : PS_INST);
@@ -1097,28 +607,28 @@ static void ps_opcode(struct pscan *s, uint8_t op)
 		ps_push(s, PK_VAL);
 		break;
 	case 'I': case 'L': case 'F': case 'g': case 'p':
-		ps_line_start(s, PC_NONE, true);
+		pscan_text_line_start(s, PC_NONE, true);
 		break;
 	case 'S': case 'V':
 		s->line_no = 0;
-		ps_line_start(s, PC_NONE, false);
+		pscan_text_line_start(s, PC_NONE, false);
 		break;
 	case 'P': /* load_persid raises before reading without persistent_load */
 		if (s->opts & PSCAN_NO_PERSID)
 			ps_clean(s, "no-persistent-load");
 		else
-			ps_line_start(s, PC_ASCII, false);
+			pscan_text_line_start(s, PC_ASCII, false);
 		break;
 	case 'c':
 		s->line_no = 0;
-		ps_line_start(s, PC_UTF8, false);
+		pscan_text_line_start(s, PC_UTF8, false);
 		break;
 	case 'i': /* INST pops its mark before reading the names */
 		if (!ps_marker(s, &at))
 			break;
 		s->inst_at = at;
 		s->line_no = 0;
-		ps_line_start(s, PC_ASCII, false);
+		pscan_text_line_start(s, PC_ASCII, false);
 		break;
 	case 'Q': /* BINPERSID pops the id, then calls persistent_load */
 		if (s->opts & PSCAN_NO_PERSID) {
@@ -1338,7 +848,7 @@ enum pscan_verdict pscan_feed(struct pscan_state *st, const uint8_t *p, size_t n
 		case PS_SKIP: {
 			uint64_t k = s->skip < n - i ? s->skip : n - i;
 			if (s->body_kind == PK_STR)
-				ps_utf8_bytes(s, p + i, (size_t)k);
+				pscan_text_utf8_bytes(s, p + i, (size_t)k);
 			if (s->cap) {
 				memcpy(ps_bytes(s->nm, s->nm->body) + s->nm->body_done, p + i, (size_t)k);
 				s->nm->body_done += k;
@@ -1357,7 +867,7 @@ enum pscan_verdict pscan_feed(struct pscan_state *st, const uint8_t *p, size_t n
 		case PS_LINE: {
 			const uint8_t *nl = memchr(p + i, '\n', n - i);
 			size_t k = nl ? (size_t)(nl - (p + i)) : n - i;
-			ps_line_bytes(s, p + i, k);
+			pscan_text_line_bytes(s, p + i, k);
 			i += k;
 			s->pos += k;
 			if (nl) {

@@ -30,7 +30,7 @@ enum pscan_verdict {
 	PSCAN_PICKLE,        /* loads() could reach an import/call opcode */
 };
 
-struct pscan; /* opaque state lives in pickle_scan.c; size below */
+struct pscan; /* opaque: defined in src/pickle_scan_int.h; size below */
 
 /* Fixed-size state so callers can embed it without allocation (about 1.4 KiB
  * used: stack kinds, 64 mark positions, a 2048-entry memo map, a 128-byte
