@@ -764,6 +764,11 @@ static void ps_start(struct pscan *s)
 
 /* ---- public API -------------------------------------------------------- */
 
+bool pscan_first_byte_clean(uint8_t b)
+{
+	return ps_first[b] != F_RUN;
+}
+
 void pscan_init_opts(struct pscan_state *st, unsigned opts)
 {
 	struct pscan *s = PS_GET(st);

@@ -489,7 +489,7 @@ static size_t relay_fast_message(const struct conn *c, const struct dir *d, cons
 		msg_bytes += size;
 		if (d->from_client && (msg_bytes > cfg->max_message_size || k >= RELAY_MAX_FRAMES))
 			return 0;
-		if (d->scan) {
+		if (d->scan && size > 0 && !pscan_first_byte_clean(p[off + 2])) {
 			pscan_init_opts(d->ps, scan_opts);
 			enum pscan_verdict v = pscan_feed(d->ps, p + off + 2, size);
 			if (v == PSCAN_NEED_MORE)

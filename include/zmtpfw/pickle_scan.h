@@ -61,6 +61,12 @@ struct pscan_state {
 void pscan_init(struct pscan_state *st);
 void pscan_init_opts(struct pscan_state *st, unsigned opts);
 
+/* Does a frame starting with byte b get CLEAN from that byte alone (not an
+ * opcode, or one that raises on an empty stack), whatever follows and
+ * whatever the options? The same table pscan_feed consults first: the
+ * relay's fast path skips init and feed for such frames. */
+bool pscan_first_byte_clean(uint8_t b);
+
 /* Feed the next n bytes of the frame. Returns the verdict so far; once CLEAN
  * or PICKLE it is final and further bytes are ignored. */
 enum pscan_verdict pscan_feed(struct pscan_state *st, const uint8_t *p, size_t n);

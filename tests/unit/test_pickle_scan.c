@@ -612,8 +612,25 @@ static void fast_path_checks(void)
 					bad = 1;
 				}
 				decided_fast += t == 2 && o == 0 && x.v == C && x.off == 0;
+				/* the relay skips the scanner on these bytes: the
+				 * emulator must decide CLEAN at them, whatever follows */
+				if (pscan_first_byte_clean((uint8_t)c) && !(x.v == C && x.off == 0)) {
+					printf("FAIL pscan_first_byte_clean(0x%02x) = %d, emulator: %s at %llu\n",
+					       c, pscan_first_byte_clean((uint8_t)c), vname(x.v),
+					       (unsigned long long)x.off);
+					bad = 1;
+				}
 			}
 		}
+	}
+	/* ... and it covers what the emulator decides at byte 0 for the tail that
+	 * cannot finish an argument (all but the opcodes needing more). */
+	int table = 0;
+	for (int c = 0; c < 256; c++)
+		table += pscan_first_byte_clean((uint8_t)c);
+	if (table < 150) {
+		printf("FAIL pscan_first_byte_clean: only %d bytes\n", table);
+		bad = 1;
 	}
 	/* Sanity: most bytes are decided at offset 0 (not opcodes, underflow). */
 	if (decided_fast < 150) {
