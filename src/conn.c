@@ -29,6 +29,7 @@
 #define CONN_HWM (4u << 20)         /* pause the source above this much queued output */
 #define CONN_LWM (1u << 20)         /* and resume below this */
 #define CONN_SPLICE_MIN (64u << 10) /* splice a judged body only when this much is still to come */
+#define CONN_SPLICE_BUDGET (4u << 20) /* per pump call, so one body cannot starve others */
 
 static uint64_t conn_id_seq;
 bool conn_draining; /* SIGTERM received: see conn_drain_begin */
@@ -253,8 +254,10 @@ static bool conn_splice_pump(struct conn *c, struct side *x)
 	struct splice_pipe *p = &x->sp;
 	enum metrics_dir dir = x == &c->client ? METRICS_DIR_UP : METRICS_DIR_DOWN;
 	bool pulled = false, moved = true;
+	uint64_t budget = CONN_SPLICE_BUDGET;
 
-	while (moved) {
+	/* Stopping early is safe: the events armed below bring us back. */
+	while (moved && budget > 0) {
 		moved = false;
 		if (p->left > 0 && !x->eof) {
 			ssize_t n = splice_in(p, x->fd);
@@ -274,6 +277,7 @@ static bool conn_splice_pump(struct conn *c, struct side *x)
 		if (p->len > 0) {
 			ssize_t n = splice_out(p, y->fd);
 			if (n > 0) {
+				budget = (uint64_t)n < budget ? budget - (uint64_t)n : 0;
 				metrics_add(c->lst->m, METRICS_BYTES, dir, (uint64_t)n);
 				metrics_add(c->lst->m, METRICS_BYTES_SPLICED, dir, (uint64_t)n);
 				moved = true;
@@ -332,8 +336,15 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	struct dir *d = s == &c->client ? &c->up : &c->down;
 
 	if (s->sp.r >= 0) {
-		(void)conn_splice_pump(c, s);
-		return;
+		uint64_t before = s->bytes_read;
+		if (!conn_splice_pump(c, s))
+			return;
+		/* Readable, yet splice() took nothing into an empty pipe: TCP
+		 * splicing stops at an urgent (MSG_OOB) mark, which readv() steps
+		 * over as libzmq's recv() does. Finish this frame by reading. */
+		if (s->sp.r < 0 || s->bytes_read != before || s->sp.len > 0 || s->eof)
+			return;
+		splice_pipe_put(&s->sp);
 	}
 	/* Parse after every read: once the rest of a frame may be spliced, the
 	 * kernel moves it instead of the next read. */

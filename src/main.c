@@ -15,6 +15,7 @@
 #include "zmtpfw/metrics.h"
 #include "zmtpfw/scan_cli.h"
 #include "zmtpfw/server.h"
+#include "zmtpfw/splice.h"
 
 static const char main_usage[] =
 	"usage: zmtpfw -c FILE            run with a config file (foreground)\n"
@@ -147,6 +148,7 @@ out:
 		if (sigev[i])
 			event_free(sigev[i]);
 	metrics_free_all();
+	splice_pool_free();
 	event_base_free(base);
 	return rc;
 }

@@ -408,6 +408,9 @@ def tcp_sink():
     s.close()
 
 
+MIB = 1 << 20
+
+
 def make_route(name, upstream, **kw):
     r = {
         "name": name,
@@ -441,6 +444,35 @@ def start_zmtpfw(procs, workdir):
             zf.wait_listening([r["name"] for r in routes])
         return zf
     return _start
+
+
+@pytest.fixture
+def splice_fw(procs, workdir):
+    """splice_fw(upstream, mode=..., **route) -> Zmtpfw with one route "w"
+    to upstream ("HOST:PORT" or "unix:PATH") and metrics on zf.mport."""
+    count = [0]
+
+    def _start(upstream, mode="enforce", **kw):
+        count[0] += 1
+        mport = free_port()
+        kw.setdefault("max_frame_size", 256 * MIB)
+        kw.setdefault("max_message_size", 256 * MIB)
+        route = make_route("w", upstream, **kw)
+        name = f"zmtpfw-splice{count[0]}"
+        cfg = workdir / f"{name}.conf"
+        cfg.write_text(render_config([route], mode) +
+                       f'metrics = {{ listen = "127.0.0.1:{mport}"; probe_upstream = false; }};\n')
+        zf = Zmtpfw(["-c", cfg], workdir, name=name)
+        procs.append(zf)
+        zf.mport = mport
+        zf.routes = {"w": route}
+        zf.port = lambda name: int(route["listen"].rsplit(":", 1)[1])
+        zf.endpoint = lambda name: "tcp://" + route["listen"]
+        zf.wait_listening(["w"])
+        zf.wait_event("metrics-listening", 10)
+        return zf
+    return _start
+
 
 
 @pytest.fixture

@@ -10,69 +10,19 @@ zmtpfw_spliced_bytes_total proves the splice path ran; `splice = false`
 proves the same traffic takes the buffered path with the counter at 0.
 """
 
-import hashlib
 import os
-import re
 import signal
 import struct
 import time
-import urllib.request
 
 import pytest
 import zmq
 
 import payloads as P
 import zmtp_raw as Z
-from conftest import (Zmtpfw, fd_count, free_port, make_route, render_config, rss_kib, wait_until,
-                      zsock)
+from conftest import MIB, fd_count, rss_kib, wait_until, zsock
+from splice_util import body_of, cpu_s, digest, metric, raw_session, spliced
 
-MIB = 1 << 20
-
-
-@pytest.fixture
-def start_fw(procs, workdir):
-    """start_fw(worker, **route) -> Zmtpfw with one route "w" to the worker
-    and a metrics endpoint on zf.mport."""
-    def _start(worker, mode="enforce", **kw):
-        mport = free_port()
-        kw.setdefault("max_frame_size", 256 * MIB)
-        kw.setdefault("max_message_size", 256 * MIB)
-        route = make_route("w", worker.upstream, **kw)
-        cfg = workdir / "zmtpfw-splice.conf"
-        cfg.write_text(render_config([route], mode) +
-                       f'metrics = {{ listen = "127.0.0.1:{mport}"; probe_upstream = false; }};\n')
-        zf = Zmtpfw(["-c", cfg], workdir, name="zmtpfw-splice")
-        procs.append(zf)
-        zf.mport = mport
-        zf.routes = {"w": route}
-        zf.port = lambda name: int(route["listen"].rsplit(":", 1)[1])
-        zf.endpoint = lambda name: "tcp://" + route["listen"]
-        zf.wait_listening(["w"])
-        zf.wait_event("metrics-listening", 10)
-        return zf
-    return _start
-
-
-def metric(zf, name, direction="client_to_worker"):
-    body = urllib.request.urlopen(f"http://127.0.0.1:{zf.mport}/metrics", timeout=5).read().decode()
-    m = re.search(r'^%s\{route="w",direction="%s"\} (\d+)$' % (name, direction), body, re.M)
-    assert m, f"{name} {direction} missing from /metrics"
-    return int(m.group(1))
-
-
-def spliced(zf, direction="client_to_worker"):
-    return metric(zf, "zmtpfw_spliced_bytes_total", direction)
-
-
-def body_of(size, first=0x00):
-    """Random bytes that are not a pickle: 0x00 is no pickle opcode."""
-    b = bytearray(os.urandom(size))
-    b[0] = first
-    return bytes(b)
-
-
-def digest(b):
-    return {"len": len(b), "sha256": hashlib.sha256(b).hexdigest()}
 
 
 def no_warnings(zf):
@@ -82,12 +32,12 @@ def no_warnings(zf):
 
 @pytest.mark.timeout_s(90)
 @pytest.mark.parametrize("splice", [True, False])
-def test_long_frames_byte_exact_and_counted(start_worker, start_fw, zctx, splice):
+def test_long_frames_byte_exact_and_counted(start_worker, splice_fw, zctx, splice):
     """Single-frame and header + tensor messages of 2..32 MiB arrive exact,
     in order, between small ones. With splice on, most of their bytes went
     through the kernel; with it off, none did."""
     w = start_worker("PULL")
-    zf = start_fw(w, splice=splice)
+    zf = splice_fw(w.upstream, splice=splice)
     s = zsock(zctx, zmq.PUSH, zf.endpoint("w"), timeout_ms=30000)
     sent = []
     for i, size in enumerate([2 * MIB, 32 * MIB, 3 * MIB + 7, 8 * MIB]):
@@ -109,12 +59,12 @@ def test_long_frames_byte_exact_and_counted(start_worker, start_fw, zctx, splice
 
 
 @pytest.mark.timeout_s(90)
-def test_pickle_right_after_spliced_frame_is_dropped(start_worker, start_fw, zctx, marker):
+def test_pickle_right_after_spliced_frame_is_dropped(start_worker, splice_fw, zctx, marker):
     """The parser resumes at the exact end of each spliced body: a pickle
     sent right behind a spliced frame, in the same TCP stream, is found and
     dropped, and the clean messages around it arrive."""
     w = start_worker("PULL")
-    zf = start_fw(w)
+    zf = splice_fw(w.upstream)
     s = zsock(zctx, zmq.PUSH, zf.endpoint("w"), timeout_ms=30000)
     a, b = body_of(4 * MIB), body_of(4 * MIB + 123)
     s.send(a)
@@ -131,11 +81,11 @@ def test_pickle_right_after_spliced_frame_is_dropped(start_worker, start_fw, zct
 
 
 @pytest.mark.timeout_s(90)
-def test_long_pickle_is_never_spliced(start_worker, start_fw, zctx, marker):
+def test_long_pickle_is_never_spliced(start_worker, splice_fw, zctx, marker):
     """An 8 MiB frame that is a pickle (a dangerous prefix, then padding in
     a BINBYTES8 argument) is judged at its head and drained, not spliced."""
     w = start_worker("PULL")
-    zf = start_fw(w)
+    zf = splice_fw(w.upstream)
     evil = P.evil(marker, 5)
     pad = 8 * MIB
     # PROTO 5, then BINBYTES8 <pad>, POP, then the attack's own opcodes.
@@ -151,12 +101,12 @@ def test_long_pickle_is_never_spliced(start_worker, start_fw, zctx, marker):
 
 
 @pytest.mark.timeout_s(90)
-def test_held_frames_wait_for_the_last_verdict(start_worker, start_fw, zctx, marker):
+def test_held_frames_wait_for_the_last_verdict(start_worker, splice_fw, zctx, marker):
     """Clean 4 MiB frames with MORE are held (not spliced): a pickle in the
     last frame still drops the whole message; a clean last frame releases
     it, and only that last frame may be spliced."""
     w = start_worker("PULL")
-    zf = start_fw(w)
+    zf = splice_fw(w.upstream)
     s = zsock(zctx, zmq.PUSH, zf.endpoint("w"), timeout_ms=30000)
     f1, f2 = body_of(4 * MIB), body_of(4 * MIB)
     s.send_multipart([f1, f2, P.evil(marker, 4)])
@@ -171,11 +121,11 @@ def test_held_frames_wait_for_the_last_verdict(start_worker, start_fw, zctx, mar
 
 
 @pytest.mark.timeout_s(90)
-def test_worker_to_client_replies_spliced(start_worker, start_fw, zctx):
+def test_worker_to_client_replies_spliced(start_worker, splice_fw, zctx):
     """The worker's direction is not scanned: long replies are spliced from
     the first body bytes on and reach the client exact."""
     w = start_worker("REP")
-    zf = start_fw(w)
+    zf = splice_fw(w.upstream)
     s = zsock(zctx, zmq.REQ, zf.endpoint("w"), timeout_ms=30000)
     for size in (3 * MIB, 16 * MIB):
         req = body_of(size)
@@ -186,12 +136,12 @@ def test_worker_to_client_replies_spliced(start_worker, start_fw, zctx):
 
 
 @pytest.mark.timeout_s(120)
-def test_backpressure_while_splicing(start_worker, start_fw, zctx, workdir):
+def test_backpressure_while_splicing(start_worker, splice_fw, zctx, workdir):
     """A worker that stops reading for 2 s while 96 MiB are in flight: the
     pipe and socket buffers bound what zmtpfw holds (RSS grows by less than
     8 MiB), and everything arrives once it reads again."""
     w = start_worker("PULL")
-    zf = start_fw(w)
+    zf = splice_fw(w.upstream)
     rss0 = rss_kib(zf.proc.pid)
     s = zsock(zctx, zmq.PUSH, zf.endpoint("w"), timeout_ms=60000)
     os.kill(w.proc.pid, signal.SIGSTOP)
@@ -209,19 +159,13 @@ def test_backpressure_while_splicing(start_worker, start_fw, zctx, workdir):
     assert spliced(zf) > 48 * MIB
 
 
-def raw_session(zf):
-    c = Z.RawClient("127.0.0.1", zf.port("w"))
-    c.handshake("PUSH")
-    return c
-
-
 @pytest.mark.timeout_s(120)
-def test_peers_closing_mid_splice(start_worker, start_fw, zctx):
+def test_peers_closing_mid_splice(start_worker, splice_fw, zctx):
     """Clients that declare 8 MiB, send 3 MiB slowly and close; a worker
     killed while a long frame is spliced to it. zmtpfw logs each close,
     keeps serving, and holds no more than its pool of pipes afterwards."""
     w = start_worker("PULL", no_unpickle=True)
-    zf = start_fw(w)
+    zf = splice_fw(w.upstream)
     fds0 = fd_count(zf.proc.pid)
     for i in range(20):
         c = raw_session(zf)
@@ -255,12 +199,12 @@ def test_peers_closing_mid_splice(start_worker, start_fw, zctx):
 
 
 @pytest.mark.timeout_s(60)
-def test_body_trickling_in(start_worker, start_fw):
+def test_body_trickling_in(start_worker, splice_fw):
     """A long frame whose body arrives in 64 KiB pieces with pauses: the
     splice waits for its source without spinning (zmtpfw's CPU stays low)
     and the frame arrives exact."""
     w = start_worker("PULL", no_unpickle=True)
-    zf = start_fw(w)
+    zf = splice_fw(w.upstream)
     c = raw_session(zf)
     body = body_of(4 * MIB)
     c.send(bytes([Z.FLAG_LONG]) + struct.pack(">Q", len(body)) + body[:100 << 10])
@@ -274,9 +218,3 @@ def test_body_trickling_in(start_worker, start_fw):
     used = cpu_s(zf.proc.pid) - cpu0
     assert used < 0.25 * wall, (used, wall)
     assert spliced(zf) > 3 * MIB
-
-
-def cpu_s(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
