@@ -28,7 +28,8 @@
 #define CONN_READ_BUDGET (1u << 20) /* per callback, so one side cannot starve others */
 #define CONN_HWM (4u << 20)         /* pause the source above this much queued output */
 #define CONN_LWM (1u << 20)         /* and resume below this */
-#define CONN_SPLICE_MIN (64u << 10) /* splice a judged body only when this much is still to come */
+#define CONN_SPLICE_MIN (128u << 10) /* splice a judged body only when this much is still to come:
+				      * a 64 KiB frame gains nothing from a pipe round trip */
 #define CONN_SPLICE_BUDGET (4u << 20) /* per pump call, so one body cannot starve others */
 
 static uint64_t conn_id_seq;
@@ -188,7 +189,7 @@ static ssize_t conn_read_once(struct side *s, bool *more)
 	if (evbuffer_commit_space(s->in, v, nv) < 0)
 		return -1;
 	s->bytes_read += (uint64_t)n;
-	if ((size_t)n == s->read_size) {
+	if ((size_t)n >= s->read_size) {
 		*more = true; /* a short read means drained: skip the EAGAIN round trip */
 		if (s->read_size < CONN_READ_MAX)
 			s->read_size *= 2;

@@ -356,6 +356,8 @@ static const struct {
 	{ OPS_ROUTE("idle_timeout_ms = 86400001;"), 3, "idle_timeout_ms: 86400001 out of range" },
 	{ OPS_ROUTE("connect_timeout_ms = 99;"), 3, "connect_timeout_ms: 99 out of range 100..600000" },
 	{ OPS_ROUTE("max_connections_per_peer = -1;"), 3, "max_connections_per_peer: -1 out of range" },
+	{ OPS_ROUTE("splice = false;"), 0, NULL },
+	{ OPS_ROUTE("splice = 0;"), 3, "splice: expected true or false, got an integer" },
 	{ "threads = 2;\n" OPS_ROUTE(""), 1, "unknown key 'threads'" },
 };
 
@@ -379,7 +381,7 @@ static void test_ops_keys(void)
 	const char *t = "metrics = { listen = \"127.0.0.1:9464\"; probe_upstream = false; };\n"
 			"user = \"nobody\"; drain_timeout_ms = 2500; reload_closes_disallowed = true;\n"
 			OPS_ROUTE("max_connections_per_peer = 8; idle_timeout_ms = 60000; "
-				  "connect_timeout_ms = 250;");
+				  "connect_timeout_ms = 250; splice = false;");
 	char err[256] = "";
 	struct config *c = config_load_buffer(t, strlen(t), "mem", err, sizeof(err));
 	CHECK(c != NULL, "ops values: %s", err);
@@ -390,7 +392,7 @@ static void test_ops_keys(void)
 			      c->drain_timeout_ms == 2500 && c->reload_closes_disallowed,
 		      "ops globals");
 		CHECK(r->max_connections_per_peer == 8 && r->idle_timeout_ms == 60000 &&
-			      r->connect_timeout_ms == 250,
+			      r->connect_timeout_ms == 250 && !r->splice,
 		      "ops route values");
 		config_free(c);
 	}
@@ -402,7 +404,7 @@ static void test_ops_keys(void)
 			      c->drain_timeout_ms == CONFIG_DEF_DRAIN_MS && !c->reload_closes_disallowed,
 		      "ops global defaults");
 		CHECK(r->max_connections_per_peer == 0 && r->idle_timeout_ms == 0 &&
-			      r->connect_timeout_ms == CONFIG_DEF_CONNECT_MS,
+			      r->connect_timeout_ms == CONFIG_DEF_CONNECT_MS && r->splice,
 		      "ops route defaults");
 		config_free(c);
 	}
