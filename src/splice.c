@@ -21,8 +21,9 @@ bool splice_pipe_get(struct splice_pipe *p)
 	}
 	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
 		return false;
-	/* A larger pipe means fewer syscalls per MiB; without the privilege
-	 * or above the user's pipe quota the default (64 KiB) still works. */
+	/* A larger pipe means fewer syscalls per MiB. Refused (a non-root user
+	 * over its pipe quota), the pipe keeps the kernel's size, 64 KiB or
+	 * even 8 KiB: slower, still correct. */
 	(void)fcntl(fds[1], F_SETPIPE_SZ, (int)SPLICE_PIPE_SIZE);
 	int cap = fcntl(fds[1], F_GETPIPE_SZ);
 	*p = (struct splice_pipe){ .r = fds[0], .w = fds[1], .cap = cap > 0 ? (size_t)cap : 65536 };
