@@ -13,8 +13,11 @@
  *   rest    the stream the source sends (greeting first); the other
  *           direction is taken as already past its handshake
  *
- * The stream is fed whole, at the input's cut points, in strides and in
- * pseudo-random pieces (empty feeds included). Every run must end the same:
+ * The stream is fed whole, at the input's cut points, in strides, in
+ * pseudo-random pieces (empty feeds included), and in pseudo-random pieces
+ * with every body range relay_splice_len offers moved past the relay (as
+ * the kernel does it for conn.c) and reported with relay_spliced. Every
+ * run must end the same:
  * the same bytes forwarded, byte for byte; the same verdict (still open, or
  * closed with the same reason, blamed on the same side); the same amount
  * left unparsed and held. And whatever the split:
@@ -101,8 +104,11 @@ static void take_output(struct evbuffer *b, struct result *r)
 	r->n += len;
 }
 
+/* splice: after each pass, hand what relay_splice_len allows (up to a
+ * chunk's worth) straight from the input to the output, as conn.c's pump
+ * does through a pipe, and report it with relay_spliced. */
 static void run(struct listener *l, int role, bool log_only, bool trusted, const uint8_t *p,
-		size_t n, struct chunker *ch, struct result *r)
+		size_t n, struct chunker *ch, bool splice, struct result *r)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -145,6 +151,23 @@ static void run(struct listener *l, int role, bool log_only, bool trusted, const
 				die("closed without a reason", pos);
 		}
 		take_output(dst->out, r);
+		uint64_t sl = splice && !r->closed ? relay_splice_len(c, d, src) : 0;
+		if (sl > 0 && pos < n) {
+			size_t k = ch ? next_chunk(ch, pos, n) : n - pos;
+			if (k > n - pos)
+				k = n - pos;
+			if (k > sl)
+				k = (size_t)sl;
+			if (k > 0) {
+				struct evbuffer *moved = evbuffer_new();
+				if (!moved || evbuffer_add(moved, p + pos, k) != 0)
+					abort();
+				take_output(moved, r);
+				evbuffer_free(moved);
+				pos += k;
+				relay_spliced(c, d, k);
+			}
+		}
 		if (!r->closed && pos == n && (!ch || !ch->cuts || ch->ci >= ch->ncuts))
 			break;
 	}
@@ -362,16 +385,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cuts[i] = (((size_t)data[2 + 2 * i] << 8) | data[3 + 2 * i]) % (n + 1);
 	qsort(cuts, k, sizeof(cuts[0]), cmp_size);
 
-	struct result whole, cut, stride, rnd;
-	run(l, role, log_only, trusted, p, n, NULL, &whole);
+	struct result whole, cut, stride, rnd, spl;
+	run(l, role, log_only, trusted, p, n, NULL, false, &whole);
 	struct chunker cc = {.cuts = cuts, .ncuts = k};
-	run(l, role, log_only, trusted, p, n, &cc, &cut);
+	run(l, role, log_only, trusted, p, n, &cc, false, &cut);
 	struct chunker cs = {.stride = (size_t)(split >> 4) + 1};
-	run(l, role, log_only, trusted, p, n, &cs, &stride);
+	run(l, role, log_only, trusted, p, n, &cs, false, &stride);
 	struct chunker cr = {.seed = ctl * 0x9E3779B97F4A7C15ull + n};
-	run(l, role, log_only, trusted, p, n, &cr, &rnd);
-	const struct result *all[4] = {&whole, &cut, &stride, &rnd};
-	for (int i = 0; i < 4; i++)
+	run(l, role, log_only, trusted, p, n, &cr, false, &rnd);
+	struct chunker cp = {.seed = ctl * 0xD1B54A32D192ED03ull + n};
+	run(l, role, log_only, trusted, p, n, &cp, true, &spl);
+	const struct result *all[5] = {&whole, &cut, &stride, &rnd, &spl};
+	for (int i = 0; i < 5; i++)
 		if (all[i]->closed && str_eq(all[i]->reason, "greeting") &&
 		    (all[i]->n >= ZMTP_GREETING_LEN || all[i]->n > n ||
 		     (all[i]->n && memcmp(all[i]->out, p, all[i]->n) != 0)))
@@ -379,6 +404,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	same(&whole, &cut, "whole vs input-chosen cuts");
 	same(&whole, &stride, "whole vs strided");
 	same(&whole, &rnd, "whole vs random chunks");
+	same(&whole, &spl, "whole vs random chunks with judged bodies spliced");
 
 	bool scanned = role == 0 && !trusted;
 	check_output(&whole, &rt, role == 0, scanned && !log_only);
@@ -410,6 +436,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(cut.out);
 	free(stride.out);
 	free(rnd.out);
+	free(spl.out);
 	free(l);
 	return 0;
 }
