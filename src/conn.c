@@ -380,9 +380,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	if (c->up.drain_stop)
 		conn_set_reading(c, &c->client, false);
 	if (conn_write(c, o) < 0) {
-		c->close_reason = o == &c->client ? "client-error" : "upstream-error";
-		c->close_detail = strerror(errno);
-		conn_close(c);
+		conn_fail_io(c, o, errno);
 		return;
 	}
 	if (s->eof) {
@@ -408,9 +406,7 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (conn_write(c, s) < 0) {
-		c->close_reason = s == &c->client ? "client-error" : "upstream-error";
-		c->close_detail = strerror(errno);
-		conn_close(c);
+		conn_fail_io(c, s, errno);
 		return;
 	}
 	if (conn_finish_if_done(c, o))
