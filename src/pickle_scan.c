@@ -57,31 +57,85 @@ static void ps_clean(struct pscan *s, const char *why)
 
 /* ---- stack and marks --------------------------------------------------- */
 
-static void ps_push_ref(struct pscan *s, uint8_t kind, struct ps_ref ref)
+/* Shapes are judged in collect mode with names: the policy's mode. */
+static bool ps_shapes(const struct pscan *s)
+{
+	return s->fn && s->nm;
+}
+
+/* A use no pickler emits, for the policy to refuse. Not an import: it
+ * leaves the verdict alone (a pickle without imports is harmless whatever
+ * its shape; with one, the policy sees the shape). */
+static void ps_shape(struct pscan *s, const char *shape)
+{
+	struct pscan_import imp = { .opcode = "shape", .offset = s->op_off, .shape = shape,
+				    .proto = s->proto, .depth = s->level };
+	s->fn(s->ctx, &imp);
+}
+
+static bool ps_sym_restricted(uint8_t sym)
+{
+	return sym == SY_GETATTR || sym == SY_OR;
+}
+
+static void ps_push_sym(struct pscan *s, uint8_t kind, struct ps_ref ref, uint8_t sym)
 {
 	if (s->lost)
 		return;
+	if (s->nm && s->depth - s->kinds_lo == PS_KINDS &&
+	    ps_sym_restricted(s->nm->sym[s->kinds_lo % PS_KINDS]) && ps_shapes(s))
+		ps_shape(s, "restricted-use"); /* about to be forgotten */
 	s->kinds[s->depth % PS_KINDS] = kind;
-	if (s->nm)
+	if (s->nm) {
 		s->nm->stack[s->depth % PS_KINDS] = ref;
+		s->nm->sym[s->depth % PS_KINDS] = sym;
+	}
 	s->depth++;
 	if (s->depth - s->kinds_lo > PS_KINDS)
 		s->kinds_lo = s->depth - PS_KINDS;
 }
 
-static void ps_push(struct pscan *s, uint8_t kind)
+static void ps_push_ref(struct pscan *s, uint8_t kind, struct ps_ref ref)
 {
-	ps_push_ref(s, kind, ps_noref);
+	ps_push_sym(s, kind, ref, SY_DATA);
 }
 
-/* Shrink the stack to `to` items (to <= depth). */
+static void ps_push(struct pscan *s, uint8_t kind)
+{
+	ps_push_sym(s, kind, ps_noref, SY_DATA);
+}
+
+/* Shrink the stack to `to` items (to <= depth). getattr and or_ may only
+ * leave the stack as the callable of their REDUCE, which clears them
+ * first: any other pop is a use no pickler emits. */
 static void ps_cut(struct pscan *s, uint64_t to)
 {
 	if (s->lost)
 		return;
+	if (ps_shapes(s)) {
+		for (uint64_t i = to > s->kinds_lo ? to : s->kinds_lo; i < s->depth; i++) {
+			if (ps_sym_restricted(s->nm->sym[i % PS_KINDS])) {
+				ps_shape(s, "restricted-use");
+				break;
+			}
+		}
+	}
 	s->depth = to;
 	if (s->kinds_lo > to)
 		s->kinds_lo = to;
+}
+
+/* What the item at absolute position `at` is; unknown when forgotten. */
+static uint8_t ps_sym_at(const struct pscan *s, uint64_t at)
+{
+	if (!s->nm || s->lost || at >= s->depth || at < s->kinds_lo)
+		return SY_UNKNOWN;
+	return s->nm->sym[at % PS_KINDS];
+}
+
+static uint8_t ps_sym(const struct pscan *s, uint64_t down)
+{
+	return down >= s->depth ? SY_UNKNOWN : ps_sym_at(s, s->depth - 1 - down);
 }
 
 /* Kind of the item `down` places below the top (0 = top). */
@@ -149,8 +203,11 @@ static bool ps_marker(struct pscan *s, uint64_t *at)
 		s->fence = 0;
 	else if (s->nmarks - 1 >= s->marks_lo)
 		s->fence = s->marks[(s->nmarks - 1) % PS_MARKS];
-	else
+	else {
 		s->lost = true; /* the next fence was forgotten */
+		if (ps_shapes(s))
+			ps_shape(s, "model-lost"); /* symbols gone too */
+	}
 	return true;
 }
 
@@ -172,15 +229,25 @@ static uint8_t ps_memo_get(const struct pscan *s, uint64_t idx)
 	return s->far_lost ? PK_ANY : PK_ABSENT;
 }
 
-static struct ps_ref ps_memo_ref(const struct pscan *s, uint64_t idx)
+/* String value and symbol of memo entry idx (collect mode with names). */
+static struct ps_ref ps_memo_ref(const struct pscan *s, uint64_t idx, uint8_t *sym)
 {
+	*sym = SY_UNKNOWN;
 	if (!s->nm || s->memo_blind || idx == PS_NONE)
 		return ps_noref;
-	const struct ps_nmemo *m = &s->nm->memo[idx % PS_NMEMO];
-	struct ps_ref r = { m->at, m->len };
-	if (m->gen != s->nm->gen || m->idx != idx || !ps_ref_known(s->nm, r))
+	const struct ps_nmemo *m = &s->nm->memo[idx & (s->nm->nmemo - 1)];
+	if (m->gen != s->nm->gen) {
+		*sym = SY_DATA; /* no interesting entry ever used this slot */
 		return ps_noref;
-	return r;
+	}
+	if (m->idx != idx) {
+		/* idx was plain data, unless an interesting entry was evicted */
+		*sym = m->collided ? SY_UNKNOWN : SY_DATA;
+		return ps_noref;
+	}
+	*sym = m->sym;
+	struct ps_ref r = { m->at, m->len };
+	return ps_ref_known(s->nm, r) ? r : ps_noref;
 }
 
 /* Store the stack top at memo index idx. */
@@ -190,14 +257,22 @@ static void ps_memo_put(struct pscan *s, uint64_t idx)
 	if (s->memo_blind)
 		return;
 	if (s->nm) {
-		/* Overwrites whatever index shared the slot: that one becomes
-		 * unknown, never wrong. */
-		struct ps_nmemo *m = &s->nm->memo[idx % PS_NMEMO];
+		/* An interesting value evicts whatever index shared the slot:
+		 * that one becomes unknown, never wrong. */
+		struct ps_nmemo *m = &s->nm->memo[idx & (s->nm->nmemo - 1)];
 		struct ps_ref r = ps_ref(s, 0);
-		m->idx = idx;
-		m->at = r.at;
-		m->len = r.len;
-		m->gen = s->nm->gen;
+		uint8_t sym = ps_sym(s, 0);
+		bool interesting = r.len != PS_NOREF || sym != SY_DATA;
+		bool live = m->gen == s->nm->gen;
+		if (live && m->idx == idx) {
+			m->at = r.at;
+			m->len = r.len;
+			m->sym = sym;
+		} else if (interesting) {
+			bool collided = live && (m->collided || m->len != PS_NOREF || m->sym != SY_DATA);
+			*m = (struct ps_nmemo){ .idx = idx, .at = r.at, .len = r.len,
+						.gen = s->nm->gen, .sym = sym, .collided = collided };
+		}
 	}
 	if (kind == PK_STR)
 		kind = PK_ANY; /* 2-bit map; ANY is the safe approximation */
@@ -248,18 +323,50 @@ static void ps_memoize(struct pscan *s)
  * report it, then model its success: `pop` operands (PS_INST: down to
  * INST's mark) are replaced by an unknown object, and from now on the stack
  * may hold callables. */
+static bool ps_is(const uint8_t *b, size_t n, const char *lit)
+{
+	return b && n == strlen(lit) && memcmp(b, lit, n) == 0;
+}
+
+/* What an imported object is. getattr and or_ are tracked by name: they
+ * are the only globals a policy accepts in one shape only. */
+static uint8_t ps_import_sym(const struct pscan_import *imp)
+{
+	if (!imp->module || !imp->name || imp->opcode[0] == 'E' || imp->opcode[0] == 'P' ||
+	    imp->opcode[0] == 'B')
+		return SY_UNKNOWN;
+	if (ps_is(imp->name, imp->name_len, "getattr") &&
+	    (ps_is(imp->module, imp->module_len, "builtins") ||
+	     ps_is(imp->module, imp->module_len, "__builtin__")))
+		return SY_GETATTR;
+	if (ps_is(imp->name, imp->name_len, "or_") &&
+	    (ps_is(imp->module, imp->module_len, "_operator") ||
+	     ps_is(imp->module, imp->module_len, "operator")))
+		return SY_OR;
+	return imp->allowed ? SY_GLOBAL_OK : SY_GLOBAL;
+}
+
 static void ps_reach(struct pscan *s, struct pscan_import *imp, uint64_t pop)
 {
 	if (!s->fn) {
-		ps_decide(s, PSCAN_PICKLE, imp->opcode);
+		ps_decide(s, PSCAN_PICKLE, s->level ? "nested" : imp->opcode);
 		return;
 	}
 	imp->offset = s->op_off;
+	imp->proto = s->proto;
+	imp->depth = s->level;
 	s->imports++;
 	s->fn(s->ctx, imp);
 	s->exotic = true;
+	uint8_t sym = ps_import_sym(imp);
+	if (pop == PS_INST) {
+		/* INST calls the class at once: getattr this way is no Enum */
+		if (ps_sym_restricted(sym) && ps_shapes(s))
+			ps_shape(s, "getattr-shape");
+		sym = SY_DATA;
+	}
 	ps_cut(s, pop == PS_INST ? s->inst_at : s->depth - pop);
-	ps_push(s, PK_ANY);
+	ps_push_sym(s, PK_ANY, ps_noref, sym);
 }
 
 /* A read crossed a FRAME's end (see ps_straddles): which program runs next
@@ -289,6 +396,170 @@ static void ps_reach_named(struct pscan *s, const char *what, uint64_t pop)
 	ps_reach(s, &imp, pop);
 }
 
+/* ---- shapes (collect mode with names) ----------------------------------- */
+
+/* A public Python identifier: what Enum member names are. */
+static bool ps_public_ident(const uint8_t *b, size_t n)
+{
+	if (n == 0 || b[0] == '_' || (b[0] >= '0' && b[0] <= '9'))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = b[i];
+		if (!(c == '_' || (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')))
+			return false;
+	}
+	return true;
+}
+
+/* A 2-tuple of the top two items: is it getattr's or or_'s argument? */
+static uint8_t ps_pair_sym(const struct pscan *s)
+{
+	uint8_t a = ps_sym(s, 1), b = ps_sym(s, 0);
+	struct ps_ref r = ps_ref(s, 0);
+	if (a == SY_GLOBAL_OK && r.len != PS_NOREF && b == SY_DATA &&
+	    ps_public_ident(ps_bytes(s->nm, r), r.len))
+		return SY_GA_ARGS;
+	if (a == SY_ENUM && b == SY_ENUM)
+		return SY_OR_ARGS;
+	return SY_DATA;
+}
+
+/* A tuple of n items from the top: the symbol it gets. */
+static uint8_t ps_tuple_sym(const struct pscan *s, uint64_t n)
+{
+	return ps_shapes(s) && n == 2 ? ps_pair_sym(s) : SY_DATA;
+}
+
+/* REDUCE, NEWOBJ, NEWOBJ_EX: the callable (or class) sits `down` below the
+ * top. Judges the shape and returns the result's symbol. The callable's
+ * symbol is cleared so popping it is not a "restricted-use". */
+static uint8_t ps_call_sym(struct pscan *s, uint8_t op, uint64_t down)
+{
+	if (!ps_shapes(s) || s->lost || down >= s->depth)
+		return SY_DATA;
+	uint64_t at = s->depth - 1 - down;
+	uint8_t f = ps_sym_at(s, at), args = ps_sym(s, 0), res = SY_DATA;
+	if (f == SY_GETATTR || f == SY_OR) {
+		if (op != 'R' || args != (f == SY_GETATTR ? SY_GA_ARGS : SY_OR_ARGS))
+			ps_shape(s, f == SY_GETATTR ? "getattr-shape" : "or-shape");
+		else
+			res = SY_ENUM;
+	} else if (f != SY_GLOBAL && f != SY_GLOBAL_OK) {
+		ps_shape(s, op == 'R' ? "unknown-callable" : "unknown-class");
+	}
+	if (at >= s->kinds_lo)
+		s->nm->sym[at % PS_KINDS] = SY_DATA;
+	return res;
+}
+
+/* BUILD sets state on the item below the top: never on a global itself
+ * (it would set class attributes), nor on what the policy cannot vouch. */
+static void ps_build_check(struct pscan *s)
+{
+	if (!ps_shapes(s))
+		return;
+	uint8_t t = ps_sym(s, 1);
+	if (t != SY_DATA)
+		ps_shape(s, "build-on-global");
+}
+
+/* ---- bytes values: nested pickles ---------------------------------------- */
+
+/* Start the next pickle of a bytes value in the level below. */
+static void ps_child_init(struct pscan *s)
+{
+	struct pscan *c = PS_GET(s->chain);
+	pscan_init_opts(s->chain, (s->opts & ~PSCAN_NO_PERSID) | PS_PERSID_VALUE);
+	if (s->fn)
+		pscan_collect(s->chain, s->chain_nm ? s->chain_nm[0] : NULL, s->fn, s->ctx);
+	c->level = s->level + 1;
+	c->nest = true;
+	c->nest_n = s->nest_n - 1;
+	c->chain = c->nest_n ? s->chain + 1 : NULL;
+	c->chain_nm = c->nest_n && s->chain_nm ? s->chain_nm + 1 : NULL;
+}
+
+static void ps_child_begin(struct pscan *s)
+{
+	s->child_on = true;
+	s->zip_have = 0;
+	if (s->nest_n > 0)
+		ps_child_init(s);
+}
+
+/* The child's pickle ended: fold its imports in, and go on with the next
+ * pickle of the sequence only after a STOP (torch.load's legacy stream is
+ * pickles back to back; after a raise nothing more is unpickled). */
+static void ps_child_ended(struct pscan *s)
+{
+	struct pscan *c = PS_GET(s->chain);
+	if (!s->fn) {
+		if (c->verdict == PSCAN_PICKLE)
+			ps_decide(s, PSCAN_PICKLE, "nested");
+		else if (strcmp(c->reason, "stop") == 0)
+			ps_child_init(s);
+		else
+			s->child_on = false;
+		return;
+	}
+	s->imports += c->imports;
+	if (strcmp(c->reason, "stop") == 0)
+		ps_child_init(s);
+	else
+		s->child_on = false;
+}
+
+/* Bytes [k] of a bytes value, in order. */
+static void ps_child_feed(struct pscan *s, const uint8_t *p, size_t k)
+{
+	static const uint8_t zip[4] = { 'P', 'K', 3, 4 };
+	size_t i = 0;
+
+	/* torch.load opens a zip archive, whose data.pkl we cannot follow */
+	for (; s->zip_have < 4 && i < k; i++)
+		s->zip_have = p[i] == zip[s->zip_have] ? s->zip_have + 1 : 0xff;
+	if (s->zip_have == 4) {
+		s->zip_have = 0xff;
+		if (ps_shapes(s))
+			ps_shape(s, "zip-in-bytes");
+	}
+	if (s->nest_n == 0) {
+		/* No level left: a value that could start a pickle fails closed. */
+		if (s->child_on && k > 0 && !pscan_first_byte_clean(p[0])) {
+			if (!s->fn) {
+				ps_decide(s, PSCAN_PICKLE, "nested-too-deep");
+			} else {
+				s->imports++; /* counts as an unknown import */
+				if (ps_shapes(s))
+					ps_shape(s, "nested-too-deep");
+			}
+		}
+		s->child_on = false;
+		return;
+	}
+	i = 0;
+	while (i < k && s->child_on && s->verdict == PSCAN_NEED_MORE) {
+		struct pscan *c = PS_GET(s->chain);
+		uint64_t before = c->pos;
+		enum pscan_verdict v = pscan_feed(s->chain, p + i, k - i);
+		i += (size_t)(c->pos - before);
+		if (v != PSCAN_NEED_MORE)
+			ps_child_ended(s);
+	}
+}
+
+/* The bytes value ended. */
+static void ps_child_end(struct pscan *s)
+{
+	if (!s->child_on)
+		return;
+	if (s->nest_n > 0) {
+		pscan_finish(s->chain);
+		ps_child_ended(s);
+	}
+	s->child_on = false;
+}
+
 /* ---- opcode execution -------------------------------------------------- */
 
 static void ps_body_skip(struct pscan *s, uint64_t len, uint8_t kind)
@@ -307,6 +578,8 @@ static void ps_body_skip(struct pscan *s, uint64_t len, uint8_t kind)
 		ps_push_ref(s, kind, s->cap ? s->nm->body : ps_noref);
 		return;
 	}
+	if (kind == PK_BUF && s->nest)
+		ps_child_begin(s);
 	s->state = PS_SKIP;
 	s->arg_start = s->pos;
 	s->skip = len;
@@ -321,6 +594,11 @@ static void ps_body_skip(struct pscan *s, uint64_t len, uint8_t kind)
 static void ps_body_done(struct pscan *s)
 {
 	struct ps_ref r = ps_noref;
+	if (s->child_on) {
+		ps_child_end(s);
+		if (s->verdict != PSCAN_NEED_MORE)
+			return;
+	}
 	if (s->body_kind == PK_STR && (s->bad || s->u8_need)) {
 		ps_clean(s, "bad-argument"); /* UnicodeDecodeError */
 		return;
@@ -359,10 +637,15 @@ static bool ps_straddles(struct pscan *s)
 static void ps_get_idx(struct pscan *s, uint64_t idx)
 {
 	uint8_t k = idx == PS_NONE ? PK_ANY : ps_memo_get(s, idx);
-	if (k == PK_ABSENT)
+	uint8_t sym;
+	if (k == PK_ABSENT) {
 		ps_clean(s, "memo-missing");
-	else
-		ps_push_ref(s, k, ps_memo_ref(s, idx));
+	} else {
+		struct ps_ref r = ps_memo_ref(s, idx, &sym);
+		if (k == PK_VAL || k == PK_BUF)
+			sym = SY_DATA; /* the 2-bit map vouches for it */
+		ps_push_sym(s, k, r, sym);
+	}
 }
 
 /* REDUCE, OBJ, NEWOBJ, NEWOBJ_EX call or type-check a stack item. Without
@@ -431,8 +714,14 @@ static void ps_fixed_done(struct pscan *s)
 			ps_straddle_hit(s); /* nested, reads past it */
 		break;
 	case 0x80: /* PROTO */
-		if (v > 5)
+		if (v > 5) {
 			ps_clean(s, "bad-protocol");
+			break;
+		}
+		/* Picklers write one, first: another switches dotted names on */
+		if (s->op_off != 0 && ps_shapes(s))
+			ps_shape(s, "second-proto");
+		s->proto = (uint8_t)v;
 		break;
 	case 0x82: case 0x83: /* EXT1, EXT2: unsigned code */
 		if (v == 0)
@@ -519,6 +808,10 @@ static void ps_line_done(struct pscan *s)
 	case 'P': { /* PERSID with a persistent_load: ASCII id, may be empty */
 		if (!pscan_text_name_ok(s, true))
 			goto bad;
+		if (s->opts & PS_PERSID_VALUE) {
+			ps_push_sym(s, PK_ANY, ps_noref, SY_UNKNOWN);
+			break;
+		}
 		struct pscan_import imp = { .opcode = "PERSID" };
 		ps_reach(s, &imp, 0);
 		break;
@@ -553,9 +846,10 @@ static void ps_mark_op(struct pscan *s, uint8_t op)
 	} else if ((op == 'd' || op == 'u') && (s->depth - at) % 2) {
 		ps_clean(s, "odd-items");
 	} else {
+		uint8_t sym = op == 't' ? ps_tuple_sym(s, s->depth - at) : SY_DATA;
 		ps_cut(s, at);
 		if (op == 'd' || op == 'l' || op == 't' || op == 0x91)
-			ps_push(s, PK_VAL);
+			ps_push_sym(s, PK_VAL, ps_noref, sym);
 	}
 }
 
@@ -601,7 +895,7 @@ static void ps_opcode(struct pscan *s, uint8_t op)
 		break;
 	case '2': /* DUP */
 		if (ps_avail(s, 1))
-			ps_push_ref(s, ps_kind(s, 0), ps_ref(s, 0));
+			ps_push_sym(s, ps_kind(s, 0), ps_ref(s, 0), ps_sym(s, 0));
 		break;
 	case 'N': case ')': case ']': case '}': case 0x88: case 0x89: case 0x8f:
 		ps_push(s, PK_VAL);
@@ -633,6 +927,12 @@ static void ps_opcode(struct pscan *s, uint8_t op)
 	case 'Q': /* BINPERSID pops the id, then calls persistent_load */
 		if (s->opts & PSCAN_NO_PERSID) {
 			ps_clean(s, "no-persistent-load");
+		} else if ((s->opts & PS_PERSID_VALUE) && ps_avail(s, 1)) {
+			/* torch's persistent_load returns a storage, or the
+			 * object the id holds (already imported and judged) */
+			ps_cut(s, s->depth - 1);
+			ps_push_sym(s, PK_ANY, ps_noref, SY_UNKNOWN);
+			s->exotic = true;
 		} else if (ps_avail(s, 1)) {
 			struct pscan_import imp = { .opcode = "BINPERSID" };
 			ps_reach(s, &imp, 1);
@@ -655,14 +955,24 @@ static void ps_opcode(struct pscan *s, uint8_t op)
 			ps_reach(s, &imp, 2);
 		}
 		break;
-	case 'a': case 'b': /* APPEND; BUILD leaves the instance on top */
+	case 'a': /* APPEND */
 		ps_pop_push(s, 2, 1, PK_ABSENT);
+		break;
+	case 'b': /* BUILD leaves the instance on top */
+		if (ps_avail(s, 2)) {
+			ps_build_check(s);
+			ps_cut(s, s->depth - 1);
+		}
 		break;
 	case 's': /* SETITEM: do_setitems(len - 2) needs len - 2 > fence */
 		ps_pop_push(s, 3, 2, PK_ABSENT);
 		break;
 	case 0x85: case 0x86: case 0x87: /* TUPLE1..3 */
-		ps_pop_push(s, op - 0x84u, op - 0x84u, PK_VAL);
+		if (ps_avail(s, op - 0x84u)) {
+			uint8_t sym = ps_tuple_sym(s, op - 0x84u);
+			ps_cut(s, s->depth - (op - 0x84u));
+			ps_push_sym(s, PK_VAL, ps_noref, sym);
+		}
 		break;
 	case 'd': case 'u': case 'e': case 0x90: case 'l': case 't': case 0x91:
 	case '1':
@@ -674,8 +984,11 @@ static void ps_opcode(struct pscan *s, uint8_t op)
 		break;
 	case 'R': case 0x81: case 0x92: /* REDUCE, NEWOBJ: 2 operands; NEWOBJ_EX: 3 */
 		at = op == 0x92 ? 3 : 2;
-		if (!ps_calls_fail(s, at))
-			ps_pop_push(s, at, at, PK_ANY);
+		if (!ps_calls_fail(s, at) && ps_avail(s, at)) {
+			uint8_t sym = ps_call_sym(s, op, at - 1);
+			ps_cut(s, s->depth - at);
+			ps_push_sym(s, PK_ANY, ps_noref, sym);
+		}
 		break;
 	case 'o': /* OBJ: marker, then cls and args above it */
 		if (!ps_marker(s, &at))
@@ -685,6 +998,13 @@ static void ps_opcode(struct pscan *s, uint8_t op)
 		else if (!s->exotic)
 			ps_clean(s, "not-callable");
 		else {
+			if (ps_shapes(s) && !s->lost) {
+				uint8_t f = ps_sym_at(s, at);
+				if (f != SY_GLOBAL && f != SY_GLOBAL_OK)
+					ps_shape(s, ps_sym_restricted(f) ? "getattr-shape" : "unknown-class");
+				if (at >= s->kinds_lo && at < s->depth)
+					s->nm->sym[at % PS_KINDS] = SY_DATA;
+			}
 			ps_cut(s, at);
 			ps_push(s, PK_ANY);
 		}
@@ -695,7 +1015,7 @@ static void ps_opcode(struct pscan *s, uint8_t op)
 			break;
 		}
 		s->exotic = true; /* buffers= may hold any object */
-		ps_push(s, PK_ANY);
+		ps_push_sym(s, PK_ANY, ps_noref, SY_UNKNOWN);
 		break;
 	case 0x98: /* READONLY_BUFFER: memoryview(top) */
 		if (!ps_avail(s, 1))
@@ -782,6 +1102,21 @@ void pscan_init_opts(struct pscan_state *st, unsigned opts)
 	s->fn = NULL;
 	s->ctx = NULL;
 	s->nm = NULL;
+	s->nest = false;
+	s->level = 0;
+	s->nest_n = 0;
+	s->chain = NULL;
+	s->chain_nm = NULL;
+}
+
+void pscan_nest(struct pscan_state *st, struct pscan_state *chain,
+		struct pscan_names *const *names, unsigned n)
+{
+	struct pscan *s = PS_GET(st);
+	s->nest = true;
+	s->nest_n = chain ? n : 0;
+	s->chain = n ? chain : NULL;
+	s->chain_nm = n ? names : NULL;
 }
 
 void pscan_init(struct pscan_state *st)
@@ -789,22 +1124,41 @@ void pscan_init(struct pscan_state *st)
 	pscan_init_opts(st, 0);
 }
 
-void pscan_names_init(struct pscan_names *nmp)
+static size_t ps_names_head(void)
 {
-	memset(nmp, 0, sizeof(struct ps_names));
+	return (sizeof(struct ps_names) + 7) & ~(size_t)7;
+}
+
+size_t pscan_names_size(uint32_t arena, uint32_t memo_slots)
+{
+	return ps_names_head() + (size_t)memo_slots * sizeof(struct ps_nmemo) + arena;
+}
+
+struct pscan_names *pscan_names_init(void *mem, uint32_t arena, uint32_t memo_slots)
+{
+	struct ps_names *nm = mem;
+	if (!mem || arena < 2 * PSCAN_NAME_MAX || (arena & (arena - 1)) || memo_slots == 0 ||
+	    (memo_slots & (memo_slots - 1)))
+		return NULL;
+	memset(nm, 0, pscan_names_size(arena, memo_slots));
+	nm->arena_size = arena;
+	nm->nmemo = memo_slots;
+	nm->memo = (struct ps_nmemo *)(void *)((char *)mem + ps_names_head());
+	nm->arena = (uint8_t *)(nm->memo + memo_slots);
+	return mem;
 }
 
 void pscan_collect(struct pscan_state *st, struct pscan_names *nmp,
 		   pscan_import_fn fn, void *ctx)
 {
 	struct pscan *s = PS_GET(st);
-	struct ps_names *nm = nmp ? (struct ps_names *)(void *)nmp->opaque : NULL;
+	struct ps_names *nm = (struct ps_names *)(void *)nmp;
 
 	s->fn = fn;
 	s->ctx = ctx;
 	s->nm = nm;
 	if (nm && ++nm->gen == 0) { /* 2^32 scans: forget every slot */
-		memset(nm->memo, 0, sizeof(nm->memo));
+		memset(nm->memo, 0, nm->nmemo * sizeof(*nm->memo));
 		nm->gen = 1;
 	}
 }
@@ -854,6 +1208,11 @@ enum pscan_verdict pscan_feed(struct pscan_state *st, const uint8_t *p, size_t n
 			uint64_t k = s->skip < n - i ? s->skip : n - i;
 			if (s->body_kind == PK_STR)
 				pscan_text_utf8_bytes(s, p + i, (size_t)k);
+			if (s->child_on) {
+				ps_child_feed(s, p + i, (size_t)k);
+				if (s->verdict != PSCAN_NEED_MORE)
+					return s->verdict;
+			}
 			if (s->cap) {
 				memcpy(ps_bytes(s->nm, s->nm->body) + s->nm->body_done, p + i, (size_t)k);
 				s->nm->body_done += k;

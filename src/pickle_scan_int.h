@@ -52,9 +52,22 @@ enum ps_check {
 
 /* ---- collect mode: names memory ----------------------------------------- */
 
-#define PS_ARENA (1u << 20) /* ring of string bytes */
-#define PS_NMEMO 8192       /* memo index -> string, direct-mapped */
 #define PS_NOREF UINT32_MAX
+#define PS_PERSID_VALUE 0x100u /* inside bytes: persistent_load exists */
+
+/* What a stack item or memo entry is, as far as a policy cares (collect
+ * mode with names). Anything the scanner cannot vouch for is SY_UNKNOWN. */
+enum ps_sym {
+	SY_DATA = 0,  /* built by data opcodes, or returned by a call */
+	SY_UNKNOWN,   /* lost track: could be anything, even a global */
+	SY_GLOBAL,    /* an imported object the policy did not allow */
+	SY_GLOBAL_OK, /* an imported object the policy allowed */
+	SY_GETATTR,   /* builtins.getattr: callable only in the Enum shape */
+	SY_OR,        /* _operator.or_: only over Enum members */
+	SY_GA_ARGS,   /* (allowed global, public identifier) */
+	SY_OR_ARGS,   /* (Enum member, Enum member) */
+	SY_ENUM,      /* what getattr/or_ returned in the Enum shape */
+};
 
 /* A string value in the arena: arena bytes [at, at + len) in absolute
  * (never wrapping) positions; len PS_NOREF: not a known string. */
@@ -63,33 +76,38 @@ struct ps_ref {
 	uint32_t len;
 };
 
+/* Only "interesting" entries (a known string, or a sym other than
+ * SY_DATA) take a slot. `collided` records that one was evicted from it,
+ * so a miss on a collided slot is unknown rather than plain data. */
 struct ps_nmemo {
 	uint64_t idx;  /* memo index this slot describes */
 	uint64_t at;   /* its string value, as in ps_ref */
 	uint32_t len;
 	uint32_t gen;  /* scan that wrote it: older slots are empty */
+	uint8_t sym;   /* enum ps_sym */
+	bool collided; /* an interesting entry was evicted (this gen) */
 };
 
 struct ps_names {
 	uint64_t wr;    /* arena bytes ever reserved; a ref is intact while
-			   wr <= at + PS_ARENA (nothing wrapped onto it) */
+			   wr <= at + arena_size (nothing wrapped onto it) */
 	uint32_t gen;   /* current scan, tags memo slots */
+	uint32_t arena_size; /* power of two */
+	uint32_t nmemo;      /* power of two */
 	struct ps_ref stack[PS_KINDS]; /* parallel to pscan.kinds */
-	struct ps_nmemo memo[PS_NMEMO];
+	uint8_t sym[PS_KINDS];         /* parallel to pscan.kinds */
 	struct ps_ref body;            /* str body being copied (pscan.cap) */
 	uint64_t body_done;            /* bytes of it copied so far */
 	uint64_t line_len[2];          /* GLOBAL/INST lines, UNICODE/STRING */
 	uint8_t line[2][PSCAN_NAME_MAX];
-	uint8_t arena[PS_ARENA];
+	struct ps_nmemo *memo;         /* nmemo slots, right after the struct */
+	uint8_t *arena;                /* arena_size bytes, after the slots */
 };
-
-_Static_assert(sizeof(struct ps_names) <= PSCAN_NAMES_SIZE, "PSCAN_NAMES_SIZE too small");
-_Static_assert(_Alignof(struct ps_names) <= 8, "names alignment");
 
 static const struct ps_ref ps_noref = { 0, PS_NOREF };
 
 struct pscan {
-	/* ---- set by pscan_init / pscan_collect ---- */
+	/* ---- set by pscan_init / pscan_collect / pscan_nest ---- */
 	enum pscan_verdict verdict;
 	enum ps_state state;
 	const char *reason;   /* static string for logs */
@@ -100,11 +118,19 @@ struct pscan {
 	pscan_import_fn fn;   /* collect mode when set */
 	void *ctx;
 	struct ps_names *nm;  /* collect mode: string values, or NULL */
+	bool nest;            /* pscan_nest was called: judge bytes values */
+	unsigned level;       /* 0: the frame's pickle */
+	unsigned nest_n;      /* levels still available below this one */
+	struct pscan_state *chain;          /* state of the next level */
+	struct pscan_names *const *chain_nm; /* its names */
 
 	/* ---- registers: zeroed by ps_start() at the first opcode ---- */
 	uint64_t arg_start;   /* offset where the current argument read began */
 	uint64_t buf_end;     /* end of the FRAME a file-mode load buffers */
 	uint8_t op;           /* opcode being executed */
+	uint8_t proto;        /* PROTO's argument, 0 before any */
+	bool child_on;        /* a bytes body is being fed to chain */
+	uint8_t zip_have;     /* body bytes matched against the zip magic */
 
 	/* Fixed-size argument being collected (at most 8 bytes). */
 	uint8_t need;
@@ -170,14 +196,15 @@ _Static_assert(_Alignof(struct pscan) <= 8, "state alignment");
 
 static inline bool ps_ref_known(const struct ps_names *nm, struct ps_ref r)
 {
-	return r.len != PS_NOREF && nm->wr <= r.at + PS_ARENA;
+	return r.len != PS_NOREF && nm->wr <= r.at + nm->arena_size;
 }
 
 /* Reserve len <= PSCAN_NAME_MAX contiguous arena bytes. */
 static inline struct ps_ref ps_reserve(struct ps_names *nm, uint64_t len)
 {
-	if (nm->wr % PS_ARENA + len > PS_ARENA)
-		nm->wr += PS_ARENA - nm->wr % PS_ARENA;
+	uint64_t in = nm->wr & (nm->arena_size - 1);
+	if (in + len > nm->arena_size)
+		nm->wr += nm->arena_size - in;
 	struct ps_ref r = { nm->wr, (uint32_t)len };
 	nm->wr += len;
 	return r;
@@ -185,7 +212,7 @@ static inline struct ps_ref ps_reserve(struct ps_names *nm, uint64_t len)
 
 static inline uint8_t *ps_bytes(struct ps_names *nm, struct ps_ref r)
 {
-	return nm->arena + r.at % PS_ARENA;
+	return nm->arena + (r.at & (nm->arena_size - 1));
 }
 
 static inline struct ps_ref ps_store(struct ps_names *nm, const uint8_t *b, uint64_t len)

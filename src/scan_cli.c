@@ -125,7 +125,7 @@ static void scan_put_json_str(const char *s)
 }
 
 /* pscan_import_fn: print each import as soon as it is found. */
-static void scan_on_import(void *ctx, const struct pscan_import *imp)
+static void scan_on_import(void *ctx, struct pscan_import *imp)
 {
 	struct scan_file *f = ctx;
 	unsigned long long off = (unsigned long long)(f->base + imp->offset);
@@ -318,7 +318,7 @@ int scan_cli_main(int argc, char **argv)
 		fputs(scan_usage, stderr);
 		return 2;
 	}
-	nm = malloc(sizeof(*nm));
+	nm = malloc(pscan_names_size(PSCAN_NAMES_ARENA, PSCAN_NAMES_MEMO));
 	buf = malloc(SCAN_CHUNK);
 	if (nm == NULL || buf == NULL) {
 		fprintf(stderr, "zmtpfw scan: out of memory\n");
@@ -326,7 +326,7 @@ int scan_cli_main(int argc, char **argv)
 		free(buf);
 		return 2;
 	}
-	pscan_names_init(nm);
+	nm = pscan_names_init(nm, PSCAN_NAMES_ARENA, PSCAN_NAMES_MEMO);
 	opts_done = false;
 	for (int i = 1; i < argc; i++) {
 		if (!opts_done && strcmp(argv[i], "--") == 0) {

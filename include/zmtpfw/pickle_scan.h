@@ -36,7 +36,7 @@ struct pscan; /* opaque: defined in src/pickle_scan_int.h; size below */
  * used: stack kinds, 64 mark positions, a 2048-entry memo map, a 128-byte
  * text-argument buffer). pickle_scan.c checks the fit at compile time. Only
  * the few bytes a frame actually uses are ever written: init is O(1). */
-#define PSCAN_STATE_SIZE 1536
+#define PSCAN_STATE_SIZE 1600
 
 struct pscan_state {
 	_Alignas(8) unsigned char opaque[PSCAN_STATE_SIZE];
@@ -102,13 +102,13 @@ uint64_t pscan_offset(const struct pscan_state *st);
  * is reported unknown, a GLOBAL/INST line that long is cut (truncated). */
 #define PSCAN_NAME_MAX 512
 
-/* One reachable import, as reported to the callback. Pointers are valid
- * only during the call. */
+/* One reachable import, or a shape event, as reported to the callback.
+ * Pointers are valid only during the call. */
 struct pscan_import {
 	const char *opcode;    /* "GLOBAL", "INST", "STACK_GLOBAL", "EXT1",
 				  "EXT2", "EXT4", "PERSID", "BINPERSID",
 				  "FRAME-straddle" (emulation stops there) */
-	uint64_t offset;       /* of the opcode */
+	uint64_t offset;       /* of the opcode, in the pickle being run */
 	const uint8_t *module; /* as find_class() would receive it (UTF-8,
 				  before fix_imports mapping); NULL: unknown */
 	size_t module_len;
@@ -116,28 +116,60 @@ struct pscan_import {
 	size_t name_len;
 	bool truncated;        /* GLOBAL/INST: a line was cut at NAME_MAX */
 	int64_t ext_code;      /* EXT1/2/4: the extension code */
+	uint8_t proto;         /* protocol in force (fix_imports maps Python 2
+				  names below 3; dotted names resolve from 4) */
+	unsigned depth;        /* 0: the frame's pickle; n: a pickle inside a
+				  bytes value n levels down (pscan_nest) */
+	const char *shape;     /* NULL for an import. Otherwise not an import
+				  but a use no pickler emits and a policy must
+				  refuse (collect mode with names only):
+				  "getattr-shape" (getattr called other than
+				  on an allowed global with a public
+				  identifier), "or-shape", "restricted-use"
+				  (getattr/or_ used other than as a call),
+				  "unknown-callable", "unknown-class",
+				  "build-on-global", "second-proto",
+				  "model-lost", "nested-too-deep",
+				  "zip-in-bytes" (torch.load would open it) */
+	bool allowed;          /* out, set by the callback: the import is
+				  allowed, so the scanner may treat the object
+				  as a listed global (getattr's Enum shape) */
 };
 
-typedef void (*pscan_import_fn)(void *ctx, const struct pscan_import *imp);
+typedef void (*pscan_import_fn)(void *ctx, struct pscan_import *imp);
 
-/* Memory for naming STACK_GLOBAL operands: the string values of the top
- * stack items and of memo entries (a direct-mapped cache by memo index),
- * stored in a ring arena. A value pushed out of the arena or the cache is
- * reported unknown, never wrong. Allocate once, pscan_names_init() once,
- * then reuse for any number of scans (one scan at a time). */
-#define PSCAN_NAMES_SIZE (1600u * 1024u)
+/* Memory for naming STACK_GLOBAL operands and tracking what each stack
+ * item and memo entry is (a string constant, an imported global, the
+ * result of getattr...): the top stack items and a direct-mapped cache of
+ * memo entries, with string bytes in a ring arena. A value pushed out of
+ * the arena or the cache is reported unknown, never wrong. Caller
+ * allocated (pscan_names_size bytes, 8-aligned), pscan_names_init() once,
+ * then reused for any number of scans (one scan at a time). arena and
+ * memo_slots must be powers of two. */
+struct pscan_names;
 
-struct pscan_names {
-	_Alignas(8) unsigned char opaque[PSCAN_NAMES_SIZE];
-};
+#define PSCAN_NAMES_ARENA (1u << 20) /* offline scanning: 1 MiB of strings */
+#define PSCAN_NAMES_MEMO 8192u
 
-void pscan_names_init(struct pscan_names *nm);
+size_t pscan_names_size(uint32_t arena, uint32_t memo_slots);
+struct pscan_names *pscan_names_init(void *mem, uint32_t arena, uint32_t memo_slots);
 
 /* Switch a freshly initialised state (no byte fed yet) to collect mode.
  * fn is called once per reachable import, in stream order. nm may be NULL:
  * STACK_GLOBAL operands are then unknown and GLOBAL/INST lines unnamed. */
 void pscan_collect(struct pscan_state *st, struct pscan_names *nm,
 		   pscan_import_fn fn, void *ctx);
+
+/* Judge bytes values (BINBYTES*, BYTEARRAY8) as pickles too, as a sequence
+ * of pickles (torch.load of a legacy stream reads several), up to n levels
+ * down: chain[i] is the state for level i + 1 and, in collect mode,
+ * names[i] its names (names may be NULL). Call after init/collect, before
+ * the first byte. A bytes value at level n + 1 that could start a pickle
+ * flags the frame (flag mode) or reports "nested-too-deep" (collect).
+ * Inside bytes, PERSID pushes a value (torch.load has a persistent_load)
+ * instead of raising. Without this call bytes values are not looked into. */
+void pscan_nest(struct pscan_state *st, struct pscan_state *chain,
+		struct pscan_names *const *names, unsigned n);
 
 /* Collect mode: imports reported so far. The verdict is PICKLE when this is
  * not zero, CLEAN otherwise. */

@@ -53,9 +53,14 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
 	return h;
 }
 
-static void on_import(void *ctx, const struct pscan_import *imp)
+static void on_import(void *ctx, struct pscan_import *imp)
 {
 	struct col *c = ctx;
+	if (imp->shape) { /* not an import: part of the split-invariant hash */
+		c->hash = fnv(fnv(c->hash, imp->shape, strlen(imp->shape)), &imp->offset,
+			      sizeof(imp->offset));
+		return;
+	}
 	if (c->n > 0 && imp->offset <= c->last_off)
 		die("import offsets not increasing");
 	if (imp->offset >= c->len)
@@ -148,10 +153,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	if (names == NULL) {
-		names = malloc(sizeof(*names));
+		names = malloc(pscan_names_size(PSCAN_NAMES_ARENA, PSCAN_NAMES_MEMO));
 		if (names == NULL)
 			die("oom");
-		pscan_names_init(names);
+		names = pscan_names_init(names, PSCAN_NAMES_ARENA, PSCAN_NAMES_MEMO);
 	}
 	unsigned opts = data[0] & 7;
 	size_t stride = (size_t)(data[0] >> 3) + 1;

@@ -76,9 +76,11 @@ static void hex(char *out, const uint8_t *p, size_t n)
 	out[2 * n] = 0;
 }
 
-static void on_import(void *ctx, const struct pscan_import *imp)
+static void on_import(void *ctx, struct pscan_import *imp)
 {
 	struct collected *c = ctx;
+	if (imp->shape)
+		return; /* policy shapes are not imports */
 	uint64_t h = c->hash;
 	h = fnv(h, imp->opcode, strlen(imp->opcode));
 	h = fnv(h, &imp->offset, sizeof(imp->offset));
@@ -472,10 +474,10 @@ int main(int argc, char **argv)
 	if (do_bench)
 		return bench(path);
 	if (collect || checks >= 0) {
-		names = malloc(sizeof(*names));
+		names = malloc(pscan_names_size(PSCAN_NAMES_ARENA, PSCAN_NAMES_MEMO));
 		if (names == NULL)
 			return 2;
-		pscan_names_init(names);
+		names = pscan_names_init(names, PSCAN_NAMES_ARENA, PSCAN_NAMES_MEMO);
 	}
 	if (hexlines)
 		return run_hexlines(split, collect, checks);

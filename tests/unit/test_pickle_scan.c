@@ -704,13 +704,15 @@ struct seen {
 	size_t n;
 };
 
-static void on_import(void *ctx, const struct pscan_import *imp)
+static void on_import(void *ctx, struct pscan_import *imp)
 {
 	struct seen *sn = ctx;
 	char name[600];
 	if (imp->module && imp->name)
 		snprintf(name, sizeof(name), "%.*s.%.*s%s", (int)imp->module_len, (const char *)imp->module,
 			 (int)imp->name_len, (const char *)imp->name, imp->truncated ? "..." : "");
+	else if (imp->shape)
+		snprintf(name, sizeof(name), "%s", imp->shape);
 	else if (imp->ext_code)
 		snprintf(name, sizeof(name), "code=%lld", (long long)imp->ext_code);
 	else
@@ -718,7 +720,7 @@ static void on_import(void *ctx, const struct pscan_import *imp)
 	size_t used = strlen(sn->text);
 	snprintf(sn->text + used, sizeof(sn->text) - used, "%s@%llu %s; ", imp->opcode,
 		 (unsigned long long)imp->offset, name);
-	sn->n++;
+	sn->n += imp->shape == NULL; /* shapes are not imports */
 }
 
 struct ccase {
@@ -762,7 +764,7 @@ static const struct ccase ccases[] = {
 	CC("PERSID and BINPERSID", "Pid\nQ.", "PERSID@0 unknown; BINPERSID@4 unknown; ", "stop", 5),
 	CC("import then raise", "cos\nsystem\n0\x93", "GLOBAL@0 os.system; ", "stack-underflow", 12),
 	CC("import, then a call may succeed", "cos\nsystem\n)R)R\x93",
-	   "GLOBAL@0 os.system; ", "stack-underflow", 15),
+	   "GLOBAL@0 os.system; shape@14 unknown-callable; ", "stack-underflow", 15),
 	CC("truncated after import", "cos\nsystem\nK", "GLOBAL@0 os.system; ", "truncated", 11),
 	CC("FRAME-straddle ends emulation", "\x95\x05\x00\x00\x00\x00\x00\x00\x00" "cos\nsystem\n.",
 	   "FRAME-straddle@9 unknown; ", "FRAME-straddle", 9),
@@ -869,10 +871,10 @@ int main(void)
 	api_checks();
 	fast_path_checks();
 	option_checks();
-	struct pscan_names *nm = malloc(sizeof(*nm));
+	struct pscan_names *nm = malloc(pscan_names_size(PSCAN_NAMES_ARENA, PSCAN_NAMES_MEMO));
 	if (nm == NULL)
 		return 2;
-	pscan_names_init(nm);
+	nm = pscan_names_init(nm, PSCAN_NAMES_ARENA, PSCAN_NAMES_MEMO);
 	collect_checks(nm);
 	free(nm);
 	printf("%d passed, %d failed\n", n_pass, n_fail);
