@@ -210,6 +210,8 @@ static void cfg_route_defaults(struct config_route *r, size_t idx, enum config_m
 	r->max_connections = CONFIG_DEF_MAX_CONNS;
 	r->connect_timeout_ms = CONFIG_DEF_CONNECT_MS;
 	r->splice = true;
+	r->pickle_loader = CONFIG_LOADER_STOCK;
+	r->pickle_msgpack = true;
 }
 
 /* A config with global defaults and room for n routes (zeroed). */
@@ -237,6 +239,7 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->n_routes; i++) {
 		free(c->routes[i].allow.v);
 		free(c->routes[i].allow_pickle_from.v);
+		ppolicy_free(c->routes[i].pickle_globals);
 	}
 	free(c->routes);
 	free(c);
@@ -517,7 +520,7 @@ static int cfg_addr(struct cfg_ctx *x, const config_setting_t *s, bool allow_uni
 static const char *const cfg_mode_names[] = { "enforce", "log-only", NULL };
 static const char *const cfg_pickle_names[] = { "drop", "allow", NULL };
 static const char *const cfg_violation_names[] = { "drop-message", "close", NULL };
-static const char *const cfg_loader_names[] = { "any", "plain", NULL };
+static const char *const cfg_loader_names[] = { "any", "plain", "stock", NULL };
 static const char *const cfg_level_names[] = { "debug", "info", "warn", "error", NULL };
 static const char *const cfg_format_names[] = { "json", "text", NULL };
 
@@ -587,7 +590,7 @@ static int cfg_name(struct cfg_ctx *x, const config_setting_t *s, struct config_
 enum cfg_rkey {
 	RK_NAME, RK_LISTEN, RK_UPSTREAM, RK_ALLOW, RK_ALLOW_PICKLE, RK_PICKLE, RK_VIOLATION,
 	RK_MECHS, RK_STYPES, RK_MAXFRAME, RK_MAXMSG, RK_HANDSHAKE, RK_MAXCONN, RK_MODE,
-	RK_MAXPEER, RK_IDLE, RK_CONNECT, RK_LOADER, RK_SPLICE, RK_COUNT
+	RK_MAXPEER, RK_IDLE, RK_CONNECT, RK_LOADER, RK_SPLICE, RK_GLOBALS, RK_MSGPACK, RK_COUNT
 };
 static const char *const cfg_route_keys[RK_COUNT + 1] = {
 	[RK_NAME] = "name", [RK_LISTEN] = "listen", [RK_UPSTREAM] = "upstream",
@@ -598,10 +601,29 @@ static const char *const cfg_route_keys[RK_COUNT + 1] = {
 	[RK_MAXCONN] = "max_connections", [RK_MODE] = "mode",
 	[RK_MAXPEER] = "max_connections_per_peer", [RK_IDLE] = "idle_timeout_ms",
 	[RK_CONNECT] = "connect_timeout_ms", [RK_LOADER] = "pickle_loader",
-	[RK_SPLICE] = "splice",
+	[RK_SPLICE] = "splice", [RK_GLOBALS] = "pickle_globals", [RK_MSGPACK] = "pickle_msgpack",
 };
 
 static int cfg_bool(struct cfg_ctx *x, const config_setting_t *s, bool *out);
+
+/* pickle_globals: "module:qualname" and "@profile" entries. Present even
+ * empty, it puts trusted peers under the list (empty: learn mode). Each
+ * refusal names the element's line. */
+static int cfg_globals(struct cfg_ctx *x, const config_setting_t *s, struct config_route *r)
+{
+	char err[256];
+	if (cfg_strarray(x, s) != 0)
+		return -1;
+	r->pickle_globals = ppolicy_new();
+	if (r->pickle_globals == NULL)
+		return cfg_fail(x, s, "out of memory");
+	for (int i = 0; i < config_setting_length(s); i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		if (ppolicy_add(r->pickle_globals, config_setting_get_string(e), err, sizeof(err)) != 0)
+			return cfg_fail(x, e, "pickle_globals: %s", err);
+	}
+	return 0;
+}
 
 static int cfg_route_key(struct cfg_ctx *x, const config_setting_t *s, enum cfg_rkey k,
 			 struct config_route *r)
@@ -676,6 +698,10 @@ static int cfg_route_key(struct cfg_ctx *x, const config_setting_t *s, enum cfg_
 		return 0;
 	case RK_SPLICE:
 		return cfg_bool(x, s, &r->splice);
+	case RK_GLOBALS:
+		return cfg_globals(x, s, r);
+	case RK_MSGPACK:
+		return cfg_bool(x, s, &r->pickle_msgpack);
 	case RK_COUNT:
 		break;
 	}

@@ -206,6 +206,22 @@ static void log_field(struct log_buf *b, const struct log_field *f)
 		n = f->b ? f->blen : 0;
 		log_val_str(b, f->b, n > LOG_BYTES_MAX ? LOG_BYTES_MAX : n);
 		break;
+	case LOG_K_STRS: {
+		/* JSON: an array; text: comma-joined in one value */
+		const char *const *v = f->b;
+		bool json = log_fmt == LOG_FORMAT_JSON;
+		log_puts(b, json ? "[" : "\"");
+		for (size_t i = 0; i < f->blen; i++) {
+			if (i)
+				log_puts(b, ",");
+			if (json)
+				log_val_str(b, v[i], strlen(v[i]));
+			else
+				log_put_esc(b, v[i], strlen(v[i]));
+		}
+		log_puts(b, json ? "]" : "\"");
+		break;
+	}
 	case LOG_K_END:
 		break;
 	}

@@ -45,23 +45,42 @@ static int relay_fail(struct conn *c, const struct dir *d, const char *reason, c
 }
 
 /* Derive the connection's policy from the route's config in force. */
+static unsigned relay_loader_opts(enum config_loader l)
+{
+	switch (l) {
+	case CONFIG_LOADER_ANY: return 0;
+	case CONFIG_LOADER_PLAIN: return PSCAN_STOCK;
+	case CONFIG_LOADER_STOCK: break;
+	}
+	return PSCAN_EXT_UNREGISTERED | PSCAN_NO_PERSID;
+}
+
 static int relay_policy(struct conn *c)
 {
 	const struct config_route *cfg = c->lst->cfg;
+	bool listed;
 
 	c->log_only = cfg->mode == CONFIG_MODE_LOG_ONLY;
-	c->pickle_trusted = cfg->pickle == CONFIG_PICKLE_ALLOW ||
-			    cidr_list_match(&cfg->allow_pickle_from,
-					    (const struct sockaddr *)&c->peer_sa);
-	c->up.scan = !c->pickle_trusted;
+	listed = cidr_list_match(&cfg->allow_pickle_from, (const struct sockaddr *)&c->peer_sa);
+	c->pickle_trusted = cfg->pickle == CONFIG_PICKLE_ALLOW || listed;
+	/* A trusted peer is judged only under pickle_globals; pickle =
+	 * "allow" turns judging off for everyone. */
+	c->up.scan = cfg->pickle != CONFIG_PICKLE_ALLOW && (!listed || cfg->pickle_globals);
+	c->up.icfg = (struct inspect_cfg){
+		.pscan_opts = relay_loader_opts(cfg->pickle_loader),
+		.policy = listed ? cfg->pickle_globals : NULL,
+		.msgpack = cfg->pickle_msgpack,
+	};
 	c->up.dec.max_frame = c->down.dec.max_frame = cfg->max_frame_size;
 	c->repolicy = false;
 	if (c->up.scan && !c->up.hold) {
 		c->up.hold = evbuffer_new();
-		c->up.ps = malloc(sizeof(*c->up.ps));
-		if (!c->up.hold || !c->up.ps)
+		c->up.ins = calloc(1, sizeof(*c->up.ins));
+		if (!c->up.hold || !c->up.ins)
 			return -1;
 	}
+	if (c->up.scan && c->up.icfg.policy && inspect_enable_policy(c->up.ins) < 0)
+		return -1;
 	return 0;
 }
 
@@ -89,9 +108,11 @@ void relay_free(struct conn *c)
 {
 	if (c->up.hold)
 		evbuffer_free(c->up.hold);
-	free(c->up.ps);
+	if (c->up.ins)
+		inspect_free(c->up.ins);
+	free(c->up.ins);
 	c->up.hold = NULL;
-	c->up.ps = NULL;
+	c->up.ins = NULL;
 }
 
 /* ---- greeting ---------------------------------------------------------- */
@@ -214,10 +235,23 @@ static void relay_log_pickle(struct conn *c, struct dir *d, struct side *src, si
 	if (evbuffer_ptr_set(src->in, &pos, fwd + d->dec.hdr_len, EVBUFFER_PTR_SET) < 0 ||
 	    evbuffer_copyout_from(src->in, &pos, head, n) != (ev_ssize_t)n)
 		n = 0;
-	log_event(LOG_WARN, &ctx, &c->lst->rl, event, LOG_STR("reason", "pickle"),
-		  LOG_STR("opcode", pscan_reason(d->ps)), LOG_U64("offset", pscan_offset(d->ps)),
-		  LOG_U64("frame", d->frame_idx), LOG_U64("frame_size", d->dec.size),
-		  LOG_BYTES("head", head, n), LOG_END);
+	const struct inspect *in = d->ins;
+	if (in->pv) {
+		const char *globals[PPOLICY_GLOBALS_MAX];
+		for (uint32_t i = 0; i < in->pv->n; i++)
+			globals[i] = ppolicy_verdict_global(in->pv, i);
+		log_event(LOG_WARN, &ctx, &c->lst->rl, event, LOG_STR("reason", in->reason),
+			  LOG_STR("global", inspect_global(in)), LOG_STR("where", in->where),
+			  LOG_STR("opcode", in->opcode), LOG_U64("offset", in->offset),
+			  LOG_U64("frame", d->frame_idx), LOG_U64("frame_size", d->dec.size),
+			  LOG_BYTES("head", head, n), LOG_BOOL("globals_cut", in->pv->more),
+			  LOG_STRS("globals", globals, in->pv->n), LOG_END);
+		return;
+	}
+	log_event(LOG_WARN, &ctx, &c->lst->rl, event, LOG_STR("reason", in->reason),
+		  LOG_STR("where", in->where), LOG_STR("opcode", in->opcode),
+		  LOG_U64("offset", in->offset), LOG_U64("frame", d->frame_idx),
+		  LOG_U64("frame_size", d->dec.size), LOG_BYTES("head", head, n), LOG_END);
 }
 
 /* The current data frame's verdict is known; its bytes so far are the
@@ -225,27 +259,29 @@ static void relay_log_pickle(struct conn *c, struct dir *d, struct side *src, si
  * Returns 1 when src->in changed (the caller must re-peek), 0 when the
  * frame only joined the forward prefix, -1 to close. */
 static int relay_judge(struct conn *c, struct dir *d, struct side *src, struct side *dst,
-		       size_t *fwd, enum pscan_verdict v)
+		       size_t *fwd, enum inspect_verdict v)
 {
 	const struct config_route *cfg = c->lst->cfg;
 
 	d->frame_judged = true;
-	if (v == PSCAN_PICKLE) {
+	if (v == INSPECT_DROP) {
 		if (c->log_only) {
 			relay_log_pickle(c, d, src, *fwd, "would-drop");
 			d->would_drop = true;
+			d->drop_reason = d->ins->reason;
 		} else {
 			relay_log_pickle(c, d, src, *fwd, "drop");
 			d->dropped++;
+			d->drop_reason = d->ins->reason;
 			if (relay_flush(src, dst, fwd) < 0)
 				return relay_fail(c, d, "internal", "move failed");
 			if (cfg->on_violation == CONFIG_ON_VIOLATION_CLOSE) {
 				metrics_add_reason(c->lst->m, METRICS_MSGS_DROPPED, METRICS_DIR_UP,
-						   "pickle", 1);
+						   d->drop_reason, 1);
 				metrics_add_reason(c->lst->m, METRICS_FRAMES_DROPPED, METRICS_DIR_UP,
-						   "pickle", d->frame_idx + 1);
-				c->close_reason = "pickle";
-				c->close_detail = pscan_reason(d->ps);
+						   d->drop_reason, d->frame_idx + 1);
+				c->close_reason = d->drop_reason;
+				c->close_detail = d->ins->opcode;
 				return -1;
 			}
 			evbuffer_drain(src->in, d->parsed);
@@ -334,7 +370,7 @@ static int relay_on_header(struct conn *c, struct dir *d, struct side *src, stru
 		return 0;
 	}
 	d->dest = FRAME_PENDING;
-	pscan_init_opts(d->ps, cfg->pickle_loader == CONFIG_LOADER_PLAIN ? PSCAN_STOCK : 0);
+	inspect_begin(d->ins, &d->icfg, d->dec.size);
 	return 0;
 }
 
@@ -374,13 +410,13 @@ static void relay_frame_done(struct conn *c, struct dir *d)
 		return;
 	}
 	if (d->msg == MSG_DROP) {
-		metrics_add_reason(c->lst->m, METRICS_MSGS_DROPPED, dir, "pickle", 1);
-		metrics_add_reason(c->lst->m, METRICS_FRAMES_DROPPED, dir, "pickle", frames);
+		metrics_add_reason(c->lst->m, METRICS_MSGS_DROPPED, dir, d->drop_reason, 1);
+		metrics_add_reason(c->lst->m, METRICS_FRAMES_DROPPED, dir, d->drop_reason, frames);
 	} else {
 		metrics_add(c->lst->m, METRICS_MSGS_FORWARDED, dir, 1);
 		metrics_add(c->lst->m, METRICS_FRAMES_FORWARDED, dir, frames);
 		if (d->would_drop)
-			metrics_add_reason(c->lst->m, METRICS_MSGS_WOULD_DROP, dir, "pickle", 1);
+			metrics_add_reason(c->lst->m, METRICS_MSGS_WOULD_DROP, dir, d->drop_reason, 1);
 	}
 	d->would_drop = false;
 	d->in_msg = false;
@@ -415,7 +451,7 @@ static int relay_event(struct conn *c, struct dir *d, struct side *src, struct s
 			if (d->frame_cmd)
 				return relay_on_command(c, d, src, fwd) < 0 ? -1 : 1;
 			if (d->dest == FRAME_PENDING) {
-				int j = relay_judge(c, d, src, dst, fwd, pscan_finish(d->ps));
+				int j = relay_judge(c, d, src, dst, fwd, inspect_end(d->ins));
 				if (j < 0)
 					return -1;
 				changed |= j;
@@ -450,10 +486,10 @@ static int relay_event(struct conn *c, struct dir *d, struct side *src, struct s
 			break;
 		}
 		d->frame_seen += used;
-		enum pscan_verdict v = pscan_feed(d->ps, ev->p, used);
-		if (v == PSCAN_NEED_MORE && ev->frame_end)
-			v = pscan_finish(d->ps);
-		if (v != PSCAN_NEED_MORE) {
+		enum inspect_verdict v = inspect_feed(d->ins, ev->p, used);
+		if (v == INSPECT_NEED_MORE && ev->frame_end)
+			v = inspect_end(d->ins);
+		if (v != INSPECT_NEED_MORE) {
 			int j = relay_judge(c, d, src, dst, fwd, v);
 			if (j < 0)
 				return -1;
@@ -473,7 +509,7 @@ static int relay_event(struct conn *c, struct dir *d, struct side *src, struct s
  * byte (a long or command frame, a frame cut by the span's end, a limit, a
  * pickle). Checks exactly what relay_on_header and the decoder check. */
 static size_t relay_fast_message(const struct conn *c, const struct dir *d, const uint8_t *p,
-				 size_t n, unsigned scan_opts, uint32_t *frames)
+				 size_t n, uint32_t *frames)
 {
 	const struct config_route *cfg = c->lst->cfg;
 	uint64_t msg_bytes = 0;
@@ -489,12 +525,14 @@ static size_t relay_fast_message(const struct conn *c, const struct dir *d, cons
 		msg_bytes += size;
 		if (d->from_client && (msg_bytes > cfg->max_message_size || k >= RELAY_MAX_FRAMES))
 			return 0;
-		if (d->scan && size > 0 && !pscan_first_byte_clean(p[off + 2])) {
-			pscan_init_opts(d->ps, scan_opts);
-			enum pscan_verdict v = pscan_feed(d->ps, p + off + 2, size);
-			if (v == PSCAN_NEED_MORE)
-				v = pscan_finish(d->ps);
-			if (v != PSCAN_CLEAN)
+		/* The same inspector as the general path; a drop is left to
+		 * that path, which logs it. */
+		if (d->scan && size > 0 && !inspect_first_byte_pass(p[off + 2])) {
+			inspect_begin(d->ins, &d->icfg, size);
+			enum inspect_verdict v = inspect_feed(d->ins, p + off + 2, size);
+			if (v == INSPECT_NEED_MORE)
+				v = inspect_end(d->ins);
+			if (v != INSPECT_PASS)
 				return 0;
 		}
 		k++;
@@ -511,7 +549,6 @@ static int relay_traffic(struct conn *c, struct dir *d, struct side *src, struct
 {
 	const struct dir *peer = d == &c->up ? &c->down : &c->up;
 	enum metrics_dir mdir = d->from_client ? METRICS_DIR_UP : METRICS_DIR_DOWN;
-	unsigned scan_opts = c->lst->cfg->pickle_loader == CONFIG_LOADER_PLAIN ? PSCAN_STOCK : 0;
 	/* what the fast path skips: the peer's handshake check, a pending policy */
 	bool fast = peer->phase == DIR_TRAFFIC && !(d->from_client && c->repolicy);
 	uint64_t fast_msgs = 0, fast_frames = 0;
@@ -541,7 +578,7 @@ static int relay_traffic(struct conn *c, struct dir *d, struct side *src, struct
 				size_t m;
 				if (fast && !d->in_msg && d->parsed == 0 && d->dec.state == ZMTP_DEC_HEADER &&
 				    d->dec.hdr_have == 0 &&
-				    (m = relay_fast_message(c, d, p, n, scan_opts, &frames)) > 0) {
+				    (m = relay_fast_message(c, d, p, n, &frames)) > 0) {
 					fwd += m;
 					p += m;
 					n -= m;

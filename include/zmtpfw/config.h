@@ -10,6 +10,7 @@
 
 #include "zmtpfw/cidr.h"
 #include "zmtpfw/log.h"
+#include "zmtpfw/pickle_policy.h"
 
 #define CONFIG_MAX_ROUTES 256
 #define CONFIG_MAX_MECHS 4
@@ -22,6 +23,9 @@ enum config_violation { CONFIG_ON_VIOLATION_DROP_MESSAGE = 0, CONFIG_ON_VIOLATIO
 enum config_loader {
 	CONFIG_LOADER_ANY = 0, /* custom Unpickler, copyreg extensions, persistent_load */
 	CONFIG_LOADER_PLAIN,   /* only pickle.loads(frame), empty extension registry */
+	CONFIG_LOADER_STOCK,   /* the default: stock CPython, empty extension
+				  registry, no persistent_load; buffers= may
+				  be passed (NEXT_BUFFER) */
 };
 
 /* A resolved socket address with its original text (for logs). */
@@ -47,7 +51,10 @@ struct config_route {
 	struct cidr_list allow_pickle_from; /* peers trusted to send pickle */
 	enum config_pickle pickle;       /* allow = scanning off for everyone */
 	enum config_violation on_violation;
-	enum config_loader pickle_loader; /* PLAIN: EXT/PERSID/NEXT_BUFFER cannot import */
+	enum config_loader pickle_loader; /* what the worker's unpickling can do */
+	struct ppolicy *pickle_globals;  /* trusted peers' allowlist; NULL: key
+					    absent, trusted peers send anything */
+	bool pickle_msgpack;             /* judge pickles inside msgpack frames */
 	enum config_mode mode;           /* inherits the global mode */
 	char mechanisms[CONFIG_MAX_MECHS][20]; /* 20-byte NUL-padded, as on the wire */
 	size_t n_mechanisms;

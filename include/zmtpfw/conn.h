@@ -8,7 +8,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "zmtpfw/pickle_scan.h"
+#include "zmtpfw/inspect.h"
 #include "zmtpfw/splice.h"
 #include "zmtpfw/zmtp.h"
 
@@ -74,7 +74,9 @@ struct dir {
 	uint64_t msg_bytes;        /* declared bytes of the message so far */
 	uint64_t frame_seen;       /* body bytes of the current frame seen */
 	struct evbuffer *hold;     /* frames of a message awaiting its last verdict */
-	struct pscan_state *ps;    /* scanner state, allocated only when scanning */
+	struct inspect *ins;       /* frame inspector, allocated only when scanning */
+	struct inspect_cfg icfg;   /* what this peer's frames are judged by */
+	const char *drop_reason;   /* of the message being dropped, for metrics */
 	uint64_t msgs, dropped;    /* counters for the close line */
 };
 

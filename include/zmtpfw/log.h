@@ -36,14 +36,15 @@ struct log_ratelimit {
  *             LOG_STR("reason", "pickle"), LOG_U64("frame", 1),
  *             LOG_BYTES("head", p, n), LOG_END);
  */
-enum log_kind { LOG_K_END = 0, LOG_K_STR, LOG_K_U64, LOG_K_I64, LOG_K_BYTES, LOG_K_BOOL };
+enum log_kind { LOG_K_END = 0, LOG_K_STR, LOG_K_U64, LOG_K_I64, LOG_K_BYTES, LOG_K_BOOL, LOG_K_STRS };
 struct log_field {
 	enum log_kind kind;
 	const char *key;
 	const char *s;     /* STR */
 	uint64_t u;        /* U64, BOOL */
 	int64_t i;         /* I64 */
-	const void *b;     /* BYTES: escaped, truncated to 32 bytes */
+	const void *b;     /* BYTES: escaped, truncated to 32 bytes;
+			      STRS: const char *const[blen], a JSON array */
 	size_t blen;
 };
 #define LOG_STR(k, v) ((struct log_field){ .kind = LOG_K_STR, .key = (k), .s = (v) })
@@ -51,6 +52,7 @@ struct log_field {
 #define LOG_I64(k, v) ((struct log_field){ .kind = LOG_K_I64, .key = (k), .i = (int64_t)(v) })
 #define LOG_BOOL(k, v) ((struct log_field){ .kind = LOG_K_BOOL, .key = (k), .u = (v) ? 1 : 0 })
 #define LOG_BYTES(k, p, n) ((struct log_field){ .kind = LOG_K_BYTES, .key = (k), .b = (p), .blen = (n) })
+#define LOG_STRS(k, v, n) ((struct log_field){ .kind = LOG_K_STRS, .key = (k), .b = (v), .blen = (n) })
 #define LOG_END ((struct log_field){ .kind = LOG_K_END })
 
 /* Write one event. rl may be NULL (never limited). When rl suppresses the

@@ -352,7 +352,7 @@ static const struct {
 	  0, NULL },
 	{ OPS_ROUTE("idle_timeout_ms = 999;"), 3, "idle_timeout_ms: 999 too small" },
 	{ OPS_ROUTE("pickle_loader = \"plain\";"), 0, NULL },
-	{ OPS_ROUTE("pickle_loader = \"stock\";"), 3, "pickle_loader: unknown value 'stock'" },
+	{ OPS_ROUTE("pickle_loader = \"custom\";"), 3, "pickle_loader: unknown value 'custom'" },
 	{ OPS_ROUTE("idle_timeout_ms = 86400001;"), 3, "idle_timeout_ms: 86400001 out of range" },
 	{ OPS_ROUTE("connect_timeout_ms = 99;"), 3, "connect_timeout_ms: 99 out of range 100..600000" },
 	{ OPS_ROUTE("max_connections_per_peer = -1;"), 3, "max_connections_per_peer: -1 out of range" },
