@@ -13,6 +13,8 @@
 #include "zmtpfw/config.h"
 #include "zmtpfw/log.h"
 #include "zmtpfw/metrics.h"
+#include "zmtpfw/pickle_policy.h"
+#include "zmtpfw/policy_cli.h"
 #include "zmtpfw/scan_cli.h"
 #include "zmtpfw/server.h"
 #include "zmtpfw/splice.h"
@@ -23,8 +25,11 @@ static const char main_usage[] =
 	"       zmtpfw --listen ADDR --upstream ADDR --allow CIDR[,CIDR...]\n"
 	"              [--allow-pickle-from CIDR[,CIDR...]] [--log-only]\n"
 	"                                 run one route without a file\n"
-	"       zmtpfw scan [--json] FILE... | -\n"
+	"       zmtpfw scan [--json] [--globals LIST] FILE... | -\n"
 	"                                 report which pickle files could import\n"
+	"       zmtpfw learn [LOGFILE...|-]\n"
+	"                                 pickle_globals lists from a learn-mode log\n"
+	"       zmtpfw profile [NAME]     list the shipped @profiles, or print one\n"
 	"       zmtpfw --help | --version\n"
 	"\n"
 	"ADDR is HOST:PORT, [V6]:PORT, or (upstream only) unix:/path.\n"
@@ -83,6 +88,10 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "scan") == 0)
 		return scan_cli_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "learn") == 0)
+		return policy_cli_learn(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "profile") == 0)
+		return policy_cli_profile(argc - 1, argv + 1);
 
 	while ((opt = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
 		switch (opt) {
@@ -117,6 +126,17 @@ int main(int argc, char **argv)
 	if (test) {
 		printf("%s: configuration ok (%zu route%s)\n", file ? file : "flags", cfg->n_routes,
 		       cfg->n_routes == 1 ? "" : "s");
+		/* What each pickle_globals expands to, profiles included. */
+		for (size_t i = 0; i < cfg->n_routes; i++) {
+			const struct ppolicy *p = cfg->routes[i].pickle_globals;
+			if (!p)
+				continue;
+			printf("route %s: pickle_globals allows %zu global%s%s\n", cfg->routes[i].name,
+			       ppolicy_count(p), ppolicy_count(p) == 1 ? "" : "s",
+			       ppolicy_count(p) ? ":" : " (learn mode: every import is refused)");
+			for (size_t k = 0; k < ppolicy_count(p); k++)
+				printf("  %s\n", ppolicy_entry(p, k));
+		}
 		config_free(cfg);
 		return 0;
 	}

@@ -38,16 +38,28 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "zmtpfw/pickle_policy.h"
 #include "zmtpfw/pickle_scan.h"
 
 #define SCAN_CHUNK (256 * 1024)
+#define SCAN_NEST 2 /* levels of pickles inside bytes values (--globals) */
 
 static const char scan_usage[] =
-	"usage: zmtpfw scan [--json] FILE... | -\n"
+	"usage: zmtpfw scan [--json] [--globals LIST] FILE... | -\n"
 	"Reports for each file: not a pickle, pickle without imports, or pickle\n"
 	"with imports (each import as module.name, or unknown, with its offset).\n"
-	"--json prints one JSON object per file. Exit status: 0 every file is\n"
-	"free of imports, 1 some file could import, 2 a file could not be read.\n";
+	"--json prints one JSON object per file. --globals LIST (comma-separated\n"
+	"entries as in pickle_globals, @profile included) judges every import,\n"
+	"and the pickles inside bytes values, against that list, as a route does.\n"
+	"Exit status: 0 every file is free of imports (with --globals: of imports\n"
+	"outside the list), 1 some file is not, 2 a file could not be read.\n";
+
+/* --globals: the policy and the scanners for nested pickles. */
+struct scan_policy {
+	struct ppolicy *p;
+	struct pscan_state chain[SCAN_NEST];
+	struct pscan_names *nm[SCAN_NEST];
+};
 
 /* One file being scanned. */
 struct scan_file {
@@ -57,6 +69,8 @@ struct scan_file {
 	uint64_t size;        /* bytes read so far */
 	uint64_t pickles;     /* pickles seen (a STOP, or the last one) */
 	uint64_t imports;     /* reported so far, all pickles */
+	struct scan_policy *pol; /* --globals, or NULL */
+	struct ppolicy_verdict pv; /* --globals: what was refused */
 	bool first_stop;      /* the first pickle reached STOP */
 	const char *end;      /* how the last pickle ended */
 	uint64_t end_off;     /* where (file offset) */
@@ -131,6 +145,24 @@ static void scan_on_import(void *ctx, struct pscan_import *imp)
 	unsigned long long off = (unsigned long long)(f->base + imp->offset);
 	bool named = imp->module != NULL && imp->name != NULL;
 
+	if (f->pol)
+		ppolicy_judge(f->pol->p, &f->pv, imp);
+	if (imp->shape) { /* shapes matter only under a list */
+		if (!f->pol)
+			return;
+		if (f->json) {
+			printf("%s{\"shape\":\"%s\",\"offset\":%llu,\"depth\":%u}",
+			       f->imports++ > 0 ? "," : "", imp->shape, off, imp->depth);
+		} else {
+			printf("%s: refused shape %s (offset %llu%s)\n", f->path, imp->shape, off,
+			       imp->depth ? " inside a bytes value" : "");
+		}
+		return;
+	}
+	/* offsets inside bytes values are relative to that pickle */
+	if (imp->depth)
+		off = (unsigned long long)imp->offset;
+
 	if (f->imports++ > 0 && f->json)
 		putchar(',');
 	if (f->json) {
@@ -149,6 +181,10 @@ static void scan_on_import(void *ctx, struct pscan_import *imp)
 			fputs(",\"truncated\":true", stdout);
 		if (imp->opcode[0] == 'E')
 			printf(",\"ext_code\":%lld", (long long)imp->ext_code);
+		if (imp->depth)
+			printf(",\"depth\":%u", imp->depth);
+		if (f->pol)
+			printf(",\"allowed\":%s", imp->allowed ? "true" : "false");
 		putchar('}');
 		return;
 	}
@@ -165,7 +201,12 @@ static void scan_on_import(void *ctx, struct pscan_import *imp)
 	printf(" (%s at offset %llu", imp->opcode, off);
 	if (imp->opcode[0] == 'E')
 		printf(", code %lld", (long long)imp->ext_code);
-	fputs(")\n", stdout);
+	if (imp->depth)
+		printf(", in a pickle inside a bytes value, depth %u", imp->depth);
+	fputs(")", stdout);
+	if (f->pol)
+		fputs(imp->allowed ? " allowed" : " NOT ALLOWED", stdout);
+	putchar('\n');
 }
 
 /* ---- scanning ---------------------------------------------------------- */
@@ -174,6 +215,8 @@ static void scan_start(struct scan_file *f, struct pscan_state *st, struct pscan
 {
 	pscan_init(st);
 	pscan_collect(st, nm, scan_on_import, f);
+	if (f->pol)
+		pscan_nest(st, f->pol->chain, f->pol->nm, SCAN_NEST);
 }
 
 /* The current pickle ended (verdict decided). Returns true when the next
@@ -202,15 +245,17 @@ static bool scan_pickle_end(struct scan_file *f, const struct pscan_state *st)
 }
 
 /* Scan one file; prints its report. Returns 0, 1 or 2 (see the usage). */
-static int scan_file(const char *path, bool json, struct pscan_names *nm, uint8_t *buf)
+static int scan_file(const char *path, bool json, struct pscan_names *nm, uint8_t *buf,
+		     struct scan_policy *pol)
 {
-	struct scan_file f = { .path = path, .json = json, .end = "truncated" };
+	struct scan_file f = { .path = path, .json = json, .end = "truncated", .pol = pol };
 	struct pscan_state st;
 	uint64_t chunk_at = 0;
 	bool over = false;
 	int err = 0;
 	int fd = strcmp(path, "-") == 0 ? 0 : open(path, O_RDONLY | O_CLOEXEC);
 
+	ppolicy_verdict_init(&f.pv);
 	if (fd < 0) {
 		err = errno;
 		goto report;
@@ -260,6 +305,8 @@ report:
 		}
 		printf("],\"status\":\"%s\"", err ? "error" : f.imports ? "imports" :
 		       f.first_stop ? "clean" : "not-pickle");
+		if (pol && !err)
+			printf(",\"allowed\":%s", f.pv.bad ? "false" : "true");
 		if (err) {
 			fputs(",\"error\":", stdout);
 			scan_put_json_str(strerror(err));
@@ -286,10 +333,42 @@ report:
 		if (f.trail)
 			printf(", trailing data ignored (%s at offset %llu)", f.trail,
 			       (unsigned long long)f.trail_off);
+		if (pol)
+			fputs(f.pv.bad ? ", NOT ALLOWED by --globals" : ", allowed by --globals", stdout);
 		putchar('\n');
 	}
 	fflush(stdout);
-	return err ? 2 : f.imports ? 1 : 0;
+	if (err)
+		return 2;
+	return pol ? f.pv.bad : f.imports ? 1 : 0;
+}
+
+/* "a:b, @p" -> a policy; prints the refusal and returns NULL on error. */
+static struct ppolicy *scan_globals(const char *list)
+{
+	struct ppolicy *p = ppolicy_new();
+	char *copy = strdup(list), *save = NULL, err[256];
+	if (!p || !copy)
+		goto fail;
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		while (*t == ' ')
+			t++;
+		size_t n = strlen(t);
+		while (n > 0 && t[n - 1] == ' ')
+			t[--n] = '\0';
+		if (n == 0)
+			continue;
+		if (ppolicy_add(p, t, err, sizeof(err)) != 0) {
+			fprintf(stderr, "zmtpfw scan: --globals: %s\n", err);
+			goto fail;
+		}
+	}
+	free(copy);
+	return p;
+fail:
+	free(copy);
+	ppolicy_free(p);
+	return NULL;
 }
 
 int scan_cli_main(int argc, char **argv)
@@ -297,6 +376,7 @@ int scan_cli_main(int argc, char **argv)
 	bool json = false, opts_done = false;
 	int status = 0, files = 0;
 	struct pscan_names *nm;
+	struct scan_policy pol = { 0 };
 	uint8_t *buf;
 
 	for (int i = 1; i < argc; i++) {
@@ -306,16 +386,21 @@ int scan_cli_main(int argc, char **argv)
 			opts_done = true;
 		} else if (strcmp(argv[i], "--json") == 0) {
 			json = true;
+		} else if (strcmp(argv[i], "--globals") == 0 && i + 1 < argc && !pol.p) {
+			if (!(pol.p = scan_globals(argv[++i])))
+				return 2;
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			fputs(scan_usage, stdout);
 			return 0;
 		} else {
 			fprintf(stderr, "zmtpfw scan: unknown option %s\n%s", argv[i], scan_usage);
+			ppolicy_free(pol.p);
 			return 2;
 		}
 	}
 	if (files == 0) {
 		fputs(scan_usage, stderr);
+		ppolicy_free(pol.p);
 		return 2;
 	}
 	nm = malloc(pscan_names_size(PSCAN_NAMES_ARENA, PSCAN_NAMES_MEMO));
@@ -327,18 +412,34 @@ int scan_cli_main(int argc, char **argv)
 		return 2;
 	}
 	nm = pscan_names_init(nm, PSCAN_NAMES_ARENA, PSCAN_NAMES_MEMO);
+	for (unsigned k = 0; pol.p && k < SCAN_NEST; k++) {
+		pol.nm[k] = pscan_names_init(malloc(pscan_names_size(1u << 18, 2048)), 1u << 18, 2048);
+		if (!pol.nm[k]) {
+			fprintf(stderr, "zmtpfw scan: out of memory\n");
+			status = 2;
+			goto out;
+		}
+	}
 	opts_done = false;
 	for (int i = 1; i < argc; i++) {
 		if (!opts_done && strcmp(argv[i], "--") == 0) {
 			opts_done = true;
 			continue;
 		}
+		if (!opts_done && strcmp(argv[i], "--globals") == 0) {
+			i++;
+			continue;
+		}
 		if (!opts_done && argv[i][0] == '-' && argv[i][1] != 0)
 			continue;
-		int r = scan_file(argv[i], json, nm, buf);
+		int r = scan_file(argv[i], json, nm, buf, pol.p ? &pol : NULL);
 		if (r > status)
 			status = r;
 	}
+out:
+	for (unsigned k = 0; k < SCAN_NEST; k++)
+		free(pol.nm[k]);
+	ppolicy_free(pol.p);
 	free(nm);
 	free(buf);
 	return status;
