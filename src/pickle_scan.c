@@ -82,9 +82,13 @@ static void ps_push_sym(struct pscan *s, uint8_t kind, struct ps_ref ref, uint8_
 {
 	if (s->lost)
 		return;
-	if (s->nm && s->depth - s->kinds_lo == PS_KINDS &&
-	    ps_sym_restricted(s->nm->sym[s->kinds_lo % PS_KINDS]) && ps_shapes(s))
-		ps_shape(s, "restricted-use"); /* about to be forgotten */
+	if (s->nm && s->depth - s->kinds_lo == PS_KINDS) { /* about to be forgotten */
+		uint8_t old = s->nm->sym[s->kinds_lo % PS_KINDS];
+		if (old != SY_DATA)
+			s->evict_hi = s->kinds_lo + 1;
+		if (ps_sym_restricted(old) && ps_shapes(s))
+			ps_shape(s, "restricted-use");
+	}
 	s->kinds[s->depth % PS_KINDS] = kind;
 	if (s->nm) {
 		s->nm->stack[s->depth % PS_KINDS] = ref;
@@ -123,13 +127,18 @@ static void ps_cut(struct pscan *s, uint64_t to)
 	s->depth = to;
 	if (s->kinds_lo > to)
 		s->kinds_lo = to;
+	if (s->evict_hi > to)
+		s->evict_hi = to;
 }
 
-/* What the item at absolute position `at` is; unknown when forgotten. */
+/* What the item at absolute position `at` is. Below the window only
+ * whether it was plain data is remembered. */
 static uint8_t ps_sym_at(const struct pscan *s, uint64_t at)
 {
-	if (!s->nm || s->lost || at >= s->depth || at < s->kinds_lo)
+	if (!s->nm || s->lost || at >= s->depth)
 		return SY_UNKNOWN;
+	if (at < s->kinds_lo)
+		return at >= s->evict_hi ? SY_DATA : SY_UNKNOWN;
 	return s->nm->sym[at % PS_KINDS];
 }
 

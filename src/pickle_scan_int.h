@@ -163,6 +163,8 @@ struct pscan {
 	uint64_t depth;       /* Py_SIZE(stack) */
 	uint64_t fence;       /* position of the top mark, 0 without marks */
 	uint64_t kinds_lo;    /* items [kinds_lo, depth) have a known kind */
+	uint64_t evict_hi;    /* items below kinds_lo and at or above this were
+				 plain data when forgotten (collect mode) */
 	uint64_t nmarks;      /* number of marks */
 	uint64_t marks_lo;    /* marks [marks_lo, nmarks) have known positions */
 	uint64_t inst_at;     /* INST: where its mark was */
