@@ -130,6 +130,8 @@ struct pscan {
 	uint8_t op;           /* opcode being executed */
 	uint8_t proto;        /* PROTO's argument, 0 before any */
 	bool child_on;        /* a bytes body is being fed to chain */
+	bool child_new;       /* set by the emulator: it starts with the next
+				 body byte */
 	uint8_t zip_have;     /* body bytes matched against the zip magic */
 
 	/* Fixed-size argument being collected (at most 8 bytes). */
@@ -224,6 +226,38 @@ static inline struct ps_ref ps_store(struct ps_names *nm, const uint8_t *b, uint
 		memcpy(ps_bytes(nm, r), b, len);
 	return r;
 }
+
+/* ---- the model: pickle_scan_model.c ------------------------------------- */
+
+void ps_decide(struct pscan *s, enum pscan_verdict v, const char *why);
+void ps_clean(struct pscan *s, const char *why); /* STOP or a certain raise */
+bool ps_shapes(const struct pscan *s);           /* shape events are on */
+void ps_shape(struct pscan *s, const char *shape);
+bool ps_sym_restricted(uint8_t sym);
+void ps_push_sym(struct pscan *s, uint8_t kind, struct ps_ref ref, uint8_t sym);
+void ps_push_ref(struct pscan *s, uint8_t kind, struct ps_ref ref);
+void ps_push(struct pscan *s, uint8_t kind);
+void ps_cut(struct pscan *s, uint64_t to);
+uint8_t ps_sym_at(const struct pscan *s, uint64_t at);
+uint8_t ps_sym(const struct pscan *s, uint64_t down);
+uint8_t ps_kind(const struct pscan *s, uint64_t down);
+struct ps_ref ps_ref(const struct pscan *s, uint64_t down);
+bool ps_maybe_str(uint8_t kind);
+bool ps_avail(struct pscan *s, uint64_t n);
+void ps_mark(struct pscan *s);
+bool ps_marker(struct pscan *s, uint64_t *at);
+uint8_t ps_memo_get(const struct pscan *s, uint64_t idx);
+struct ps_ref ps_memo_ref(const struct pscan *s, uint64_t idx, uint8_t *sym);
+void ps_memo_put(struct pscan *s, uint64_t idx);
+void ps_memoize(struct pscan *s);
+void ps_straddle_hit(struct pscan *s);
+
+/* ---- opcodes: pickle_scan_emul.c ---------------------------------------- */
+
+void ps_opcode(struct pscan *s, uint8_t op); /* one without a fixed argument */
+void ps_fixed_done(struct pscan *s);         /* its fixed argument is in arg[] */
+void ps_line_done(struct pscan *s);          /* its text line ended */
+void ps_body_done(struct pscan *s);          /* its counted body ended */
 
 /* ---- text arguments: pickle_scan_text.c -------------------------------- */
 
