@@ -32,7 +32,7 @@ for a in "$@"; do
 done
 [ "$secs" -ge 1 ] || { echo "fuzz.sh: SECONDS_PER_TARGET must be >= 1" >&2; exit 2; }
 
-targets=(zmtp relay cidr config)
+targets=(zmtp relay cidr config inspect)
 [ -f "$ROOT/tests/fuzz/fuzz_pickle_scan.c" ] && targets+=(pickle_scan)
 if [ ${#want[@]} -gt 0 ]; then
 	for t in "${want[@]}"; do
@@ -49,7 +49,7 @@ max_len() {
 	zmtp | relay) echo 12288 ;;
 	cidr) echo 128 ;;
 	config) echo 8192 ;;
-	pickle_scan) echo "${ZMTPFW_FUZZ_PICKLE_MAX_LEN:-8192}" ;;
+	pickle_scan | inspect) echo "${ZMTPFW_FUZZ_PICKLE_MAX_LEN:-8192}" ;;
 	esac
 }
 
