@@ -255,19 +255,24 @@ def _sg_str_output(r, io, sb):
         placeholder_tokens_val=None)
 
 
-def _sg_control(r, io):
-    c = r.randrange(24)
+def _sg_control(r, io, i):
+    """The i-th (round robin) control message: every control class of the
+    fake io_struct turns up once per len(list) control messages."""
     rid = _rid(r)
-    return [
+    ok = dict(success=True, message="")
+    makers = [
         lambda: io.FlushCacheReqInput(rid=rid),
         lambda: io.FlushCacheReqOutput(rid=rid, success=True),
+        lambda: io.ClearHiCacheReqInput(rid=rid),
+        lambda: io.ClearHiCacheReqOutput(rid=rid, success=True),
         lambda: io.AbortReq(rid=rid, abort_all=r.random() < 0.1,
                             finished_reason={"type": "abort", "message": "Aborted"}),
         lambda: io.ProfileReq(rid=rid, req_type=r.choice(list(io.ProfileReqType)),
                               output_dir="/tmp/prof", num_steps=r.choice([None, 5]),
                               activities=["CPU", "GPU"]),
-        lambda: io.ProfileReqOutput(rid=rid, success=True, message=""),
+        lambda: io.ProfileReqOutput(rid=rid, **ok),
         lambda: io.ExpertDistributionReq(rid=rid, action=r.choice(list(io.ExpertDistributionReqType))),
+        lambda: io.ExpertDistributionReqOutput(rid=rid),
         lambda: io.BlockReqInput(req_type=r.choice(list(io.BlockReqType))),
         lambda: io.OpenSessionReqInput(capacity_of_str_len=8192, session_id=rid),
         lambda: io.OpenSessionReqOutput(session_id=rid, success=True),
@@ -276,23 +281,44 @@ def _sg_control(r, io):
         lambda: io.GetInternalStateReq(),
         lambda: io.GetInternalStateReqOutput(internal_state={"max_running_requests": 256, "tp_size": 2}),
         lambda: io.SetInternalStateReq(server_args={"max_micro_batch_size": 8}),
+        lambda: io.SetInternalStateReqOutput(updated=True),
         lambda: io.PauseGenerationReqInput(mode=r.choice(["abort", "retract", "in_place"])),
         lambda: io.ContinueGenerationReqInput(),
         lambda: io.UpdateWeightFromDiskReqInput(model_path="/models/m", weight_version="v2"),
-        lambda: io.UpdateWeightFromDiskReqOutput(success=True, message="ok"),
+        lambda: io.UpdateWeightFromDiskReqOutput(**ok),
+        lambda: io.UpdateWeightsFromDistributedReqInput(names=["w"], dtypes=["bfloat16"], shapes=[[4, 4]]),
+        lambda: io.UpdateWeightsFromDistributedReqOutput(**ok),
+        lambda: io.InitWeightsUpdateGroupReqInput(master_address="10.0.0.1", master_port=29500,
+                                                  rank_offset=1, world_size=9),
+        lambda: io.InitWeightsUpdateGroupReqOutput(**ok),
+        lambda: io.UpdateWeightVersionReqInput(new_version="v3"),
+        lambda: io.GetWeightsByNameReqInput(name="lm_head.weight"),
+        lambda: io.GetWeightsByNameReqOutput(parameter=[0.1, 0.2]),
         lambda: io.ReleaseMemoryOccupationReqInput(tags=["weights"]),
+        lambda: io.ReleaseMemoryOccupationReqOutput(),
         lambda: io.ResumeMemoryOccupationReqInput(tags=["kv_cache"]),
+        lambda: io.ResumeMemoryOccupationReqOutput(),
+        lambda: io.SlowDownReqInput(forward_sleep_time=0.5),
+        lambda: io.SlowDownReqOutput(),
         lambda: io.ActiveRanksOutput(status=[True, True]),
+        lambda: io.FreezeGCReq(),
+        lambda: io.ConfigureLoggingReq(log_requests=True, log_requests_level=2),
         lambda: io.ParseFunctionCallReq(text="call f()", tools=[io.Tool(function=io.Function(name="f"))]),
+        lambda: io.SeparateReasoningReqInput(text="<think>x</think>y", reasoning_parser="deepseek-r1"),
         lambda: io.RpcReqInput(method="save_sharded_model", parameters={"path": "/x"}),
+        lambda: io.RpcReqOutput(**ok),
         lambda: io.LoadLoRAAdapterReqInput(lora_name="l", lora_path="/lora/l", lora_id=rid),
-    ][c]()
+        lambda: io.UnloadLoRAAdapterReqInput(lora_name="l", lora_id=rid),
+        lambda: io.LoRAUpdateOutput(success=True, loaded_adapters={"l": "/lora/l"}),
+    ]
+    return makers[i % len(makers)]()
 
 
 def sglang_msgspec(n, seed):
     io, sb, sp = _sg()
     r = random.Random(seed)
     rs = np.random.RandomState(seed & 0xFFFFFFFF)
+    ncontrol = 0
     with wire_era("msgspec"):
         for _ in range(n):
             k = r.random()
@@ -305,11 +331,16 @@ def sglang_msgspec(n, seed):
                 obj = _sg_token_id_output(r, rs, io, sb)
             elif k < 0.90:
                 obj = _sg_str_output(r, io, sb)
-            elif k < 0.93:
+            elif k < 0.915:
                 obj = io.TokenizedEmbeddingReqInput(
                     rid=_rid(r), input_text=None, input_ids=array.array("q", _tokens(r, 4, 512)),
                     mm_inputs=None, token_type_ids=None, sampling_params=sp.SamplingParams(max_new_tokens=0))
-            elif k < 0.95:
+            elif k < 0.92:
+                obj = io.BatchTokenizedEmbeddingReqInput(batch=[io.TokenizedEmbeddingReqInput(
+                    rid=_rid(r), input_text=None, input_ids=array.array("q", _tokens(r, 4, 64)),
+                    mm_inputs=None, token_type_ids=None, sampling_params=sp.SamplingParams(max_new_tokens=0))
+                    for _ in range(r.randint(2, 4))])
+            elif k < 0.93:
                 b = r.randint(1, 8)
                 obj = io.BatchEmbeddingOutput(
                     rids=[_rid(r) for _ in range(b)], finished_reasons=[None] * b,
@@ -319,7 +350,8 @@ def sglang_msgspec(n, seed):
                     pooled_hidden_states=([_tensor(r, rs, (b, 64), torch.bfloat16)]
                                           if r.random() < 0.3 else None))
             else:
-                obj = _sg_control(r, io)
+                obj = _sg_control(r, io, ncontrol)
+                ncontrol += 1
             yield [pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)]
 
 
