@@ -138,6 +138,8 @@ static const struct pprof_entry sglang_v[] = {
 	SG_MSG("BatchEmbeddingOutput", "scheduler -> tokenizer embeddings", SG_BOTH),
 	SG_MSG("BatchTokenIDOut", "scheduler -> detokenizer, name used by 0.3-0.4 releases", "(dataclass: NEWOBJ + BUILD)"),
 	SG_MSG("BatchStrOut", "detokenizer -> tokenizer, name used by 0.3-0.4 releases", "(dataclass: NEWOBJ + BUILD)"),
+	SG_MSG("BatchEmbeddingOut", "scheduler -> tokenizer embeddings, name used by 0.3-0.4 releases", "(dataclass: NEWOBJ + BUILD)"),
+	SG_MSG("FlushCacheReq", "control, name used by 0.3-0.4 releases", "(dataclass: NEWOBJ + BUILD)"),
 	SG_MSG("AbortReq", "abort a request or all", SG_BOTH),
 	SG_MSG("FlushCacheReqInput", "control", SG_BOTH),
 	SG_MSG("FlushCacheReqOutput", "control reply", SG_BOTH),

@@ -402,9 +402,16 @@ def sglang_dataclass(n, seed):
                           finished_reasons=[_sg_finish(r, sb, "dataclass") for _ in range(b)],
                           output_strs=["w" * r.randint(0, 9) for _ in range(b)],
                           meta_info=[{"prompt_tokens": 10, "completion_tokens": 3}] * b)
+            elif k < 0.97:
+                b = r.randint(1, 8)
+                obj = _dc(io.BatchEmbeddingOut, rids=[_rid(r) for _ in range(b)],
+                          embeddings=[[r.random() for _ in range(16)] for _ in range(b)],
+                          meta_info=[{"prompt_tokens": 8}] * b, finished_reasons=[None] * b)
             else:
-                c = r.randrange(4)
-                if c == 0:
+                c = r.randrange(5)
+                if c == 4:
+                    obj = _dc(io.FlushCacheReq)
+                elif c == 0:
                     obj = _dc(io.ProfileReq, type=r.choice(list(io.ProfileReqType)), output_dir=None,
                               num_steps=None, activities=None)
                 elif c == 1:

@@ -229,6 +229,16 @@ class BatchStrOut(BaseBatchReq, kw_only=True):
     finished_reasons: List[Any]
 
 
+class BatchEmbeddingOut(BaseBatchReq, kw_only=True):
+    embeddings: List[List[float]]
+    meta_info: List[Dict]
+    finished_reasons: List[Any]
+
+
+class FlushCacheReq(BaseReq, kw_only=True):
+    """0.3/0.4 name of FlushCacheReqInput."""
+
+
 # --- control messages -----------------------------------------------------
 
 class FlushCacheReqInput(BaseReq, kw_only=True):
