@@ -282,3 +282,48 @@ def test_entries_resolve(profiles):
                 continue
             if not hasattr(m, qual):
                 assert re.search(r">= ?2", src), f"@{name} {g}: no such attribute"
+
+
+# --- the helpers the end-to-end tests rely on ------------------------------------------------
+
+def test_generators_deterministic():
+    """Same (n, seed), same messages: same frame sizes and imports. Not the
+    same bytes: torch 1.13's legacy torch.save (inside _load_from_bytes)
+    names each storage by str(storage._cdata), a pointer."""
+    def shape(msgs):
+        return [([len(f) for f in fr], engine_msgs.imports_of(fr)) for fr in msgs]
+    for name, gen in engine_msgs.GENERATORS.items():
+        a = list(gen(60, 99))
+        assert shape(a) == shape(gen(60, 99)), f"{name} is not a function of (n, seed)"
+        assert list(gen(60, 98)) != a
+        if name in ("sarathi", "vllm_shm"):  # no tensor there but rare prompt_embeds
+            b = list(gen(60, 99))
+            assert sum(x == y for x, y in zip(a, b)) >= 55
+
+
+def test_worker_process_loads_every_generator(tmp_path):
+    """A separate Python process given worker_env() unpickles every message
+    (frame 0 with the out-of-band frames as buffers) and the nested streams,
+    as a worker would: the fake engines resolve there too."""
+    data = tmp_path / "msgs.pkl"
+    msgs = [(name, frames) for name, gen in engine_msgs.GENERATORS.items() for frames in gen(50, 5)]
+    data.write_bytes(pickle.dumps(msgs, protocol=5))
+    code = (
+        "import pickle, sys\n"
+        "n = 0\n"
+        "for name, frames in pickle.load(open(sys.argv[1], 'rb')):\n"
+        "    obj = pickle.loads(frames[0], buffers=frames[1:])\n"
+        "    if isinstance(obj, tuple) and len(obj) == 4 and isinstance(obj[0], bytes):\n"
+        "        pickle.loads(obj[0])\n"
+        "    n += 1\n"
+        "print(n)\n")
+    # The driver itself unpickles only (name, [bytes]) pairs; the worker env
+    # must be what makes the inner loads resolve.
+    r = subprocess.run(["/usr/bin/python3", "-c", code, str(data)], env=engine_msgs.worker_env(),
+                       capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert int(r.stdout) == len(msgs)
+    bare = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run(["/usr/bin/python3", "-c", code, str(data)], env=bare,
+                       capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+    assert r.returncode != 0 and "ModuleNotFoundError" in r.stderr
