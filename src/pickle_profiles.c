@@ -59,7 +59,7 @@ static const struct pprof_entry torch_v[] = {
 	{ "torch._utils:_rebuild_tensor_v2",
 	  "torch/_tensor.py Tensor._reduce_ex_internal of a dense CPU tensor (torch 1.x-2.x; measured with torch 1.13.1)" },
 	{ "torch._utils:_rebuild_tensor_v3",
-	  "torch >= 2.1 Tensor._reduce_ex_internal for dtypes in torch.storage._new_dtypes() (uint16/32/64, float8_*): explicit dtype, untyped storage" },
+	  "torch >= 2 (added with the float8 / uint16-64 dtypes): Tensor._reduce_ex_internal for dtypes in torch.storage._new_dtypes(), explicit dtype argument, UntypedStorage" },
 	{ "torch.storage:_load_from_bytes",
 	  "torch/storage.py TypedStorage.__reduce__ / UntypedStorage.__reduce__: a full torch.load of its bytes (legacy torch.save stream); "
 	  "allowed only because the scanner checks that inner stream recursively against the same list" },
