@@ -7,7 +7,7 @@
  *     CPython's find_class was asked for recorded by an Unpickler subclass,
  *     including the legacy torch.save stream that torch.storage.
  *     _load_from_bytes unpickles. Spellings of newer releases (numpy >= 2:
- *     numpy._core.*; torch >= 2.1: _rebuild_tensor_v3, UntypedStorage, the
+ *     numpy._core.*; torch 2.x: _rebuild_tensor_v3, UntypedStorage, the
  *     float8/uint dtypes) come from their public sources and say so.
  *   - @sglang, @sarathi-serve, @vllm: the classes that the engines' public
  *     sources put on their ZeroMQ sockets, pickled by fake modules of the

@@ -150,8 +150,14 @@ def _sg_mm_item(r, rs, sb):
     msd = {}
     if mod is not sb.Modality.AUDIO:
         msd["image_grid_thw"] = torch.tensor([[1, r.randint(2, 32), r.randint(2, 32)]], dtype=torch.int64)
-    if r.random() < 0.2:
-        msd["second_per_grid_ts"] = torch.tensor([0.5], dtype=torch.float32)
+    if mod is sb.Modality.VIDEO and r.random() < 0.5:
+        # One entry per temporal grid. The lengths 99 (0x63, 'c') and 105
+        # (0x69, 'i') are on purpose: the legacy torch.save stream inside
+        # _load_from_bytes is 5 pickles followed by raw storages, each
+        # starting with its int64 element count - here b"c\0\0..." or
+        # b"i\0\0...", a GLOBAL/INST opcode for a scanner that reads past the
+        # 5th pickle.
+        msd["second_per_grid_ts"] = torch.full((r.choice([1, 2, 4, 99, 105]),), 0.5, dtype=torch.float32)
     start = r.randint(0, 50)
     return sb.MultimodalDataItem(modality=mod, hash=r.getrandbits(63), pad_value=r.getrandbits(30),
                                  offsets=[(start, start + r.randint(4, 256))], feature=feat,
