@@ -39,7 +39,7 @@ static const struct pprof_entry numpy_v[] = {
 	{ "numpy._core.multiarray:_reconstruct",
 	  "numpy >= 2: ndarray.__reduce__ (protocol <= 4 or non-contiguous)" },
 	{ "numpy:ndarray",
-	  "numpy ndarray.__reduce__: the subtype argument of _reconstruct (numpy 1.x and 2.x)" },
+	  "numpy ndarray.__reduce__: the subtype argument of _reconstruct (numpy 1.x and 2.x; measured with numpy 1.24.2)" },
 	{ "numpy.core.multiarray:scalar",
 	  "numpy generic.__reduce__: numpy scalars such as np.float32(1.5) (numpy 1.x; measured with numpy 1.24.2)" },
 	{ "numpy._core.multiarray:scalar",
@@ -240,7 +240,7 @@ static const struct pprof_entry vllm_v[] = {
 	 * output_kind (an Enum) pickles through it, but the checker allows it
 	 * only in @sglang/@sarathi-serve; see tests/e2e/engine_msgs.py. */
 	{ "vllm.v1.core.sched.output:SchedulerOutput",
-	  VL_OUT "SchedulerOutput (dataclass): MultiprocExecutor.collective_rpc(\"execute_model\", args=(scheduler_output,)) through shm_broadcast, protocol 5 (v0.8-0.11)" },
+	  VL_OUT "SchedulerOutput (dataclass): MultiprocExecutor.collective_rpc(\"execute_model\", args=(scheduler_output,)) through shm_broadcast, protocol 5 (V1 engine, 2025 releases)" },
 	{ "vllm.v1.core.sched.output:NewRequestData", VL_OUT "NewRequestData (dataclass): SchedulerOutput.scheduled_new_reqs" },
 	{ "vllm.v1.core.sched.output:CachedRequestData", VL_OUT "CachedRequestData (dataclass): SchedulerOutput.scheduled_cached_reqs" },
 	{ "vllm.v1.core.sched.output:GrammarOutput", VL_OUT "GrammarOutput (dataclass): collective_rpc(\"sample_tokens\", args=(grammar_output,)) (v0.11+)" },
@@ -248,6 +248,7 @@ static const struct pprof_entry vllm_v[] = {
 	  "vllm/sampling_params.py SamplingParams (msgspec Struct, omit_defaults, dict=True, not kw_only: REDUCE of the class with the field values): NewRequestData.sampling_params" },
 	{ "vllm.sampling_params:RequestOutputKind", "vllm/sampling_params.py RequestOutputKind (Enum): SamplingParams.output_kind" },
 	{ "vllm.sampling_params:StructuredOutputsParams", "vllm/sampling_params.py StructuredOutputsParams (dataclass): SamplingParams.structured_outputs (v0.10.2+)" },
+	{ "vllm.sampling_params:GuidedDecodingParams", "vllm/sampling_params.py GuidedDecodingParams (dataclass): SamplingParams.guided_decoding (v0.6-v0.10; renamed StructuredOutputsParams in v0.10.2)" },
 	{ "vllm.v1.kv_cache_interface:KVCacheConfig", VL_KV "KVCacheConfig (dataclass): collective_rpc(\"initialize_from_config\", args=(kv_cache_configs,))" },
 	{ "vllm.v1.kv_cache_interface:KVCacheTensor", VL_KV "KVCacheTensor (dataclass): KVCacheConfig.kv_cache_tensors" },
 	{ "vllm.v1.kv_cache_interface:KVCacheGroupSpec", VL_KV "KVCacheGroupSpec (dataclass): KVCacheConfig.kv_cache_groups" },

@@ -483,7 +483,8 @@ def vllm_shm(n, seed):
 
     import rlhf_utils
     from vllm.distributed.device_communicators.shm_broadcast import enqueue_frames
-    from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
+    from vllm.sampling_params import (GuidedDecodingParams, RequestOutputKind, SamplingParams,
+                                      StructuredOutputsParams)
     from vllm.v1.core.sched.output import CachedRequestData, GrammarOutput, NewRequestData, SchedulerOutput
     from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec, KVCacheTensor
 
@@ -492,7 +493,9 @@ def vllm_shm(n, seed):
 
     def sampling():
         so = None
-        if r.random() < 0.08:
+        if r.random() < 0.03:  # releases before v0.10.2: SamplingParams.guided_decoding
+            so = GuidedDecodingParams(json={"type": "object"}, backend="xgrammar")
+        elif r.random() < 0.08:
             so = StructuredOutputsParams(json={"type": "object"} if r.random() < 0.5 else None,
                                          regex=None if r.random() < 0.5 else "[a-z]+")
         return SamplingParams(temperature=r.choice([0.0, 0.7, 1.0]), top_p=r.choice([1.0, 0.95]),

@@ -1,5 +1,5 @@
 """Fake vllm.sampling_params: SamplingParams, RequestOutputKind,
-StructuredOutputsParams.
+StructuredOutputsParams (GuidedDecodingParams before v0.10.2).
 
 Source: vllm-project/vllm vllm/sampling_params.py (v0.10-0.11). SamplingParams
 is `msgspec.Struct, omit_defaults=True, dict=True` without kw_only, so
@@ -19,6 +19,18 @@ class RequestOutputKind(Enum):
     CUMULATIVE = 0
     DELTA = 1
     FINAL_ONLY = 2
+
+
+@dataclass
+class GuidedDecodingParams:
+    """v0.6-v0.10 name of StructuredOutputsParams (SamplingParams.guided_decoding)."""
+    json: Optional[Any] = None
+    regex: Optional[str] = None
+    choice: Optional[list] = None
+    grammar: Optional[str] = None
+    json_object: Optional[bool] = None
+    backend: Optional[str] = None
+    whitespace_pattern: Optional[str] = None
 
 
 @dataclass
