@@ -127,7 +127,7 @@ static const struct pprof_entry sglang_v[] = {
 	 * listed class and a constant identifier not starting with '_'. */
 	{ "builtins:getattr",
 	  "CPython 3.11.0-3.11.6 enum.Enum.__reduce_ex__ (Lib/enum.py): ProfileReqType, ExpertDistributionReqType, BlockReqType, "
-	  "schedule_batch Modality / MultimodalInputFormat members; Enum shape only" },
+	  "schedule_batch Modality / MultimodalInputFormat, disaggregation DisaggregationMode members; Enum shape only" },
 	SG_MSG("TokenizedGenerateReqInput", "tokenizer -> scheduler generate request", SG_BOTH),
 	SG_MSG("BatchTokenizedGenerateReqInput", "batched generate requests", SG_MSGSPEC),
 	SG_MSG("TokenizedEmbeddingReqInput", "tokenizer -> scheduler embedding request", SG_BOTH),
@@ -198,6 +198,18 @@ static const struct pprof_entry sglang_v[] = {
 	{ "sglang.srt.managers.schedule_batch:MultimodalDataItem", SG_SB "MultimodalDataItem (dataclass): items of mm_inputs" },
 	{ "sglang.srt.managers.schedule_batch:MultimodalInputs", SG_SB "MultimodalInputs (dataclass): TokenizedGenerateReqInput.mm_inputs in 2025 releases" },
 	{ "sglang.srt.managers.schedule_batch:MultimodalProcessorOutput", SG_SB "MultimodalProcessorOutput: TokenizedGenerateReqInput.mm_inputs in 2026 releases (msgspec Struct kw_only, earlier a dataclass)" },
+	{ "sglang.srt.observability.req_time_stats:APIServerReqTimeStats",
+	  "python/sglang/srt/observability/req_time_stats.py APIServerReqTimeStats (dataclass, __getstate__/__setstate__): "
+	  "TokenizedGenerateReqInput/TokenizedEmbeddingReqInput.time_stats, always attached by the tokenizer (2026; pickled inline in pickle mode)" },
+	{ "sglang.srt.observability.req_time_stats:DPControllerReqTimeStats",
+	  "python/sglang/srt/observability/req_time_stats.py DPControllerReqTimeStats: time_stats of requests forwarded by the DP controller (2026)" },
+	{ "sglang.srt.observability.req_time_stats:SchedulerReqTimeStats",
+	  "python/sglang/srt/observability/req_time_stats.py SchedulerReqTimeStats: BatchTokenIDOutput/BatchStrOutput.time_stats list (2026; empty state unless metrics on)" },
+	{ "sglang.srt.disaggregation.utils:DisaggregationMode",
+	  "python/sglang/srt/disaggregation/utils.py DisaggregationMode (Enum): disagg_mode in the time stats' pickled state (2026)" },
+	{ "sglang.srt.observability.trace:TraceNullContext",
+	  "python/sglang/srt/observability/trace.py TraceNullContext (dataclass): trace_ctx in the time stats' pickled state when tracing is off "
+	  "(with tracing on, TraceReqContext travels instead: not listed, learn it)" },
 	{ "sglang.srt.managers.schedule_batch:FINISH_MATCHED_TOKEN", SG_SB "BaseFinishReason subclass: BatchTokenIDOut(put).finished_reasons in dataclass-era releases" },
 	{ "sglang.srt.managers.schedule_batch:FINISH_MATCHED_STR", SG_SB "BaseFinishReason subclass (dataclass era)" },
 	{ "sglang.srt.managers.schedule_batch:FINISH_LENGTH", SG_SB "BaseFinishReason subclass (dataclass era)" },

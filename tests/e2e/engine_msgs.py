@@ -183,7 +183,30 @@ def _sg_generate_msgspec(r, rs, io, sb, sp, mm):
         lora_id=r.choice([None, None, None, "lora-7"]),
         bootstrap_host=r.choice([None, "10.0.0.3"]), bootstrap_room=r.getrandbits(40),
         routed_dp_rank=r.choice([None, 0, 1]), priority=r.choice([None, 0, 5]),
-        num_items_assigned=({sb.Modality.IMAGE: [0, 1]} if mm and r.random() < 0.3 else None))
+        num_items_assigned=({sb.Modality.IMAGE: [0, 1]} if mm and r.random() < 0.3 else None),
+        time_stats=_sg_req_time_stats(r))
+
+
+def _sg_req_time_stats(r):
+    """TokenizerManager._create_tokenized_object always attaches the
+    request's APIServerReqTimeStats (2026); through the DP controller it is a
+    DPControllerReqTimeStats."""
+    from sglang.srt.disaggregation.utils import DisaggregationMode
+    from sglang.srt.observability import req_time_stats as ts
+    mode = r.choice([DisaggregationMode.NULL] * 8 + [DisaggregationMode.PREFILL, DisaggregationMode.DECODE])
+    if r.random() < 0.3:
+        return ts.DPControllerReqTimeStats(created_time=r.random(), disagg_mode=mode)
+    return ts.APIServerReqTimeStats(created_time=r.random(), disagg_mode=mode)
+
+
+def _sg_sched_time_stats(r, b):
+    """The scheduler outputs' time_stats: a list of SchedulerReqTimeStats
+    (empty state unless metrics are on), or None."""
+    from sglang.srt.observability import req_time_stats as ts
+    if r.random() < 0.5:
+        return None
+    on = r.random() < 0.5
+    return [ts.SchedulerReqTimeStats(enable_metrics=on, forward_entry_time=r.random()) for _ in range(b)]
 
 
 def _sg_finish(r, sb, era):
@@ -234,6 +257,7 @@ def _sg_token_id_output(r, rs, io, sb):
                         if r.random() < 0.05 else None),
         indexer_topk=None, placeholder_tokens_idx=None, placeholder_tokens_val=None,
         dp_ranks=[0] * b if r.random() < 0.3 else None,
+        time_stats=_sg_sched_time_stats(r, b),
         input_top_logprobs_val_flat=([_ndarray(rs, (4, 5), "f4") for _ in range(b)]
                                      if r.random() < 0.03 else None),
         input_top_logprobs_idx_flat=None)
@@ -258,7 +282,7 @@ def _sg_str_output(r, io, sb):
         output_token_entropy_val=None, output_token_sampling_mask=None,
         output_token_sampling_logprobs=None, output_hidden_states=None,
         routed_experts=None, indexer_topk=None, placeholder_tokens_idx=None,
-        placeholder_tokens_val=None)
+        placeholder_tokens_val=None, time_stats=_sg_sched_time_stats(r, b))
 
 
 def _sg_control(r, io, i):
@@ -340,7 +364,8 @@ def sglang_msgspec(n, seed):
             elif k < 0.915:
                 obj = io.TokenizedEmbeddingReqInput(
                     rid=_rid(r), input_text=None, input_ids=array.array("q", _tokens(r, 4, 512)),
-                    mm_inputs=None, token_type_ids=None, sampling_params=sp.SamplingParams(max_new_tokens=0))
+                    mm_inputs=None, token_type_ids=None, sampling_params=sp.SamplingParams(max_new_tokens=0),
+                    time_stats=_sg_req_time_stats(r))
             elif k < 0.92:
                 obj = io.BatchTokenizedEmbeddingReqInput(batch=[io.TokenizedEmbeddingReqInput(
                     rid=_rid(r), input_text=None, input_ids=array.array("q", _tokens(r, 4, 64)),
