@@ -261,6 +261,8 @@ static const struct pprof_entry vllm_v[] = {
 	{ "vllm.sampling_params:RequestOutputKind", "vllm/sampling_params.py RequestOutputKind (Enum): SamplingParams.output_kind" },
 	{ "vllm.sampling_params:StructuredOutputsParams", "vllm/sampling_params.py StructuredOutputsParams (dataclass): SamplingParams.structured_outputs (v0.10.2+)" },
 	{ "vllm.sampling_params:GuidedDecodingParams", "vllm/sampling_params.py GuidedDecodingParams (dataclass): SamplingParams.guided_decoding (v0.6-v0.10; renamed StructuredOutputsParams in v0.10.2)" },
+	{ "vllm.lora.request:LoRARequest", "vllm/lora/request.py LoRARequest (msgspec Struct, not kw_only: REDUCE of the class with the values): NewRequestData.lora_request" },
+	{ "vllm.pooling_params:PoolingParams", "vllm/pooling_params.py PoolingParams (msgspec Struct, not kw_only): NewRequestData.pooling_params of embedding / classification requests" },
 	{ "vllm.v1.kv_cache_interface:KVCacheConfig", VL_KV "KVCacheConfig (dataclass): collective_rpc(\"initialize_from_config\", args=(kv_cache_configs,))" },
 	{ "vllm.v1.kv_cache_interface:KVCacheTensor", VL_KV "KVCacheTensor (dataclass): KVCacheConfig.kv_cache_tensors" },
 	{ "vllm.v1.kv_cache_interface:KVCacheGroupSpec", VL_KV "KVCacheGroupSpec (dataclass): KVCacheConfig.kv_cache_groups" },

@@ -508,6 +508,8 @@ def vllm_shm(n, seed):
 
     import rlhf_utils
     from vllm.distributed.device_communicators.shm_broadcast import enqueue_frames
+    from vllm.lora.request import LoRARequest
+    from vllm.pooling_params import PoolingParams
     from vllm.sampling_params import (GuidedDecodingParams, RequestOutputKind, SamplingParams,
                                       StructuredOutputsParams)
     from vllm.v1.core.sched.output import CachedRequestData, GrammarOutput, NewRequestData, SchedulerOutput
@@ -532,10 +534,15 @@ def vllm_shm(n, seed):
     def new_req():
         ids = _tokens(r, 1, 1500)
         emb = _tensor(r, rs, (len(ids) % 64 + 1, 64), torch.bfloat16) if r.random() < 0.02 else None
+        pooling = r.random() < 0.03  # embedding / classify requests: pooling params, no sampling params
         return NewRequestData(req_id=f"cmpl-{_rid(r)}-0", prompt_token_ids=ids, mm_features=[],
-                              sampling_params=sampling(), pooling_params=None,
+                              sampling_params=None if pooling else sampling(),
+                              pooling_params=(PoolingParams(task=r.choice(["embed", "classify"]),
+                                                            normalize=True) if pooling else None),
                               block_ids=([r.randrange(50000) for _ in range(len(ids) // 16 + 1)],),
-                              num_computed_tokens=r.choice([0, 0, 16, 256]), lora_request=None,
+                              num_computed_tokens=r.choice([0, 0, 16, 256]),
+                              lora_request=(LoRARequest("sql-lora", r.randint(1, 8), "/loras/sql")
+                                            if r.random() < 0.05 else None),
                               prompt_embeds=emb)
 
     def sched():
