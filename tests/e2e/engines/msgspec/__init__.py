@@ -94,5 +94,6 @@ class Struct:
             getattr(self, n) == getattr(other, n) for n in self.__struct_fields__)
 
     def __repr__(self):
+        # From __dict__: a dataclass-era instance has another field set.
         return f"{type(self).__name__}(" + ", ".join(
-            f"{n}={getattr(self, n)!r}" for n in self.__struct_fields__) + ")"
+            f"{n}={v!r}" for n, v in self.__dict__.items()) + ")"

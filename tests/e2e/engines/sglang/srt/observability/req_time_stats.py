@@ -19,7 +19,7 @@ from sglang.srt.observability.trace import TraceNullContext
 global_diff_realtime_monotonic = time.time() - time.perf_counter()
 
 
-@dataclass
+@dataclass(repr=False)  # repr=False: an unpickled one may lack fields (empty state); wire unchanged
 class ReqTimeStatsBase:
     enable_metrics: bool = False
     metrics_collector: object = None
@@ -39,7 +39,7 @@ class ReqTimeStatsBase:
         self.__dict__.update(state)
 
 
-@dataclass
+@dataclass(repr=False)  # repr=False: an unpickled one may lack fields (empty state); wire unchanged
 class APIServerReqTimeStats(ReqTimeStatsBase):
     created_time: float = 0.0
     finished_time: float = 0.0
@@ -51,7 +51,7 @@ class APIServerReqTimeStats(ReqTimeStatsBase):
     response_sent_to_client_time: float = 0.0
 
 
-@dataclass
+@dataclass(repr=False)  # repr=False: an unpickled one may lack fields (empty state); wire unchanged
 class DPControllerReqTimeStats(ReqTimeStatsBase):
     created_time: float = 0.0
     api_server_dispatch_time: float = 0.0
@@ -59,7 +59,7 @@ class DPControllerReqTimeStats(ReqTimeStatsBase):
     dpc_dispatch_finish_time: float = 0.0
 
 
-@dataclass
+@dataclass(repr=False)  # repr=False: an unpickled one may lack fields (empty state); wire unchanged
 class SchedulerReqTimeStats(ReqTimeStatsBase):
     wait_queue_entry_time: float = 0.0
     forward_entry_time: float = 0.0
