@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 import zmq
 
+for _mod in ("numpy", "torch", "cloudpickle"):  # Debian: python3-numpy, python3-torch, python3-cloudpickle
+    pytest.importorskip(_mod)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import engine_msgs  # noqa: E402
 from conftest import make_route, render_config, wait_until, zmtpfw_bin, zsock  # noqa: E402
