@@ -1,0 +1,1 @@
+"""Fake SGLang package for zmtpfw tests (see tests/e2e/engines/README.md)."""
