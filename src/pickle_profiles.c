@@ -16,9 +16,9 @@
  * Protocol 0-2 spellings (copy_reg, __builtin__, _codecs:encode) are never
  * listed: no engine sends them, and the config checker refuses the aliases.
  *
- * builtins:getattr appears in @sglang and @sarathi-serve only, for the Enum
- * shape of CPython 3.11.0-3.11.6 (see the entries); the scanner accepts it in
- * no other shape. */
+ * builtins:getattr appears in the engine profiles (@sglang, @sarathi-serve,
+ * @vllm) only, for the Enum shape of CPython 3.11.0-3.11.6 (see the
+ * entries); the scanner accepts it in no other shape. */
 #include "zmtpfw/pickle_profiles.h"
 
 #include <string.h>
@@ -248,9 +248,10 @@ static const struct pprof_entry sarathi_v[] = {
 static const struct pprof_entry vllm_v[] = {
 	{ "@torch", "NewRequestData.prompt_embeds is a torch.Tensor; FullAttentionSpec.dtype a torch.dtype" },
 	{ "@numpy", "GrammarOutput.grammar_bitmask (sample_tokens) is an int32 np.ndarray, out of band when >= 1 MiB" },
-	/* No builtins:getattr here: on CPython 3.11.0-3.11.6 SamplingParams.
-	 * output_kind (an Enum) pickles through it, but the checker allows it
-	 * only in @sglang/@sarathi-serve; see tests/e2e/engine_msgs.py. */
+	/* CPython 3.11.0-3.11.6 pickle an Enum member as getattr(EnumClass,
+	 * "NAME"); the scanner accepts getattr in that shape only. */
+	{ "builtins:getattr",
+	  "vllm/sampling_params.py SamplingParams.output_kind (RequestOutputKind, an Enum) on CPython 3.11.0-3.11.6: REDUCE of builtins.getattr on the listed class with the member's name" },
 	{ "vllm.v1.core.sched.output:SchedulerOutput",
 	  VL_OUT "SchedulerOutput (dataclass): MultiprocExecutor.collective_rpc(\"execute_model\", args=(scheduler_output,)) through shm_broadcast, protocol 5 (V1 engine, 2025 releases)" },
 	{ "vllm.v1.core.sched.output:NewRequestData", VL_OUT "NewRequestData (dataclass): SchedulerOutput.scheduled_new_reqs" },

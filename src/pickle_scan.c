@@ -62,23 +62,30 @@ static void ps_child_init(struct pscan *s)
 	c->chain_nm = c->nest_n && s->chain_nm ? s->chain_nm + 1 : NULL;
 }
 
-/* The child's pickle ended: fold its imports in, and go on with the next
- * pickle of the sequence only after a STOP (torch.load's legacy stream is
- * pickles back to back; after a raise nothing more is unpickled). */
+/* torch.save's legacy stream (what torch.storage:_load_from_bytes loads)
+ * begins with this pickle, protocol 2, of torch's magic number. */
+static const uint8_t ps_torch_magic[15] = { 0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+					    0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e };
+
+/* The child's pickle ended: fold its imports in. A bytes value is read as
+ * one pickle (pickle.loads, cloudpickle.loads); when its first pickle is
+ * torch's magic number, as torch.load's legacy stream of five pickles
+ * (magic, protocol, sys_info, the object, the storage keys) followed by
+ * raw storage bytes that nothing unpickles. A raise ends it early. */
 static void ps_child_ended(struct pscan *s)
 {
 	struct pscan *c = PS_GET(s->chain);
-	if (!s->fn) {
-		if (c->verdict == PSCAN_PICKLE)
-			ps_decide(s, PSCAN_PICKLE, "nested");
-		else if (strcmp(c->reason, "stop") == 0)
-			ps_child_init(s);
-		else
-			s->child_on = false;
+	bool stop = strcmp(c->reason, "stop") == 0;
+	if (!s->fn && c->verdict == PSCAN_PICKLE) {
+		ps_decide(s, PSCAN_PICKLE, "nested");
 		return;
 	}
-	s->imports += c->imports;
-	if (strcmp(c->reason, "stop") == 0)
+	if (s->fn)
+		s->imports += c->imports;
+	if (stop && s->seq_left == 1 && s->magic_have == sizeof(ps_torch_magic) &&
+	    c->pos == sizeof(ps_torch_magic))
+		s->seq_left = 5; /* this was the first of five */
+	if (stop && --s->seq_left > 0)
 		ps_child_init(s);
 	else
 		s->child_on = false;
@@ -93,9 +100,13 @@ static void ps_child_feed(struct pscan *s, const uint8_t *p, size_t k)
 	if (s->child_new) { /* the emulator marked a new bytes value */
 		s->child_new = false;
 		s->zip_have = 0;
+		s->magic_have = 0;
+		s->seq_left = 1;
 		if (s->nest_n > 0)
 			ps_child_init(s);
 	}
+	for (size_t j = 0; s->magic_have < sizeof(ps_torch_magic) && j < k; j++)
+		s->magic_have = p[j] == ps_torch_magic[s->magic_have] ? s->magic_have + 1 : 0xff;
 	/* torch.load opens a zip archive, whose data.pkl we cannot follow */
 	for (; s->zip_have < 4 && i < k; i++)
 		s->zip_have = p[i] == zip[s->zip_have] ? s->zip_have + 1 : 0xff;

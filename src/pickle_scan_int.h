@@ -133,6 +133,8 @@ struct pscan {
 	bool child_new;       /* set by the emulator: it starts with the next
 				 body byte */
 	uint8_t zip_have;     /* body bytes matched against the zip magic */
+	uint8_t magic_have;   /* ... against torch's legacy magic pickle */
+	uint8_t seq_left;     /* pickles of this bytes value still to read */
 
 	/* Fixed-size argument being collected (at most 8 bytes). */
 	uint8_t need;

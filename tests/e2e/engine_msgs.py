@@ -72,15 +72,10 @@ EXTRA_GLOBALS = {
 }
 
 # Pickles that CPython 3.11.0-3.11.6 writes for Enum members import
-# builtins:getattr (and _operator:or_ for composite Flags). The rule of the
-# config checker allows listing them only in @sglang and @sarathi-serve, but
-# vLLM's SamplingParams.output_kind is an Enum too: on those CPythons an
-# execute_model broadcast with a new request imports builtins:getattr, which
-# @vllm may not list. Reported to the lead; until the checker allows it for
-# @vllm, such a route drops those broadcasts.
+# builtins:getattr (and _operator:or_ for composite Flags): @sglang,
+# @sarathi-serve and @vllm list it (vLLM's SamplingParams.output_kind is an
+# Enum), and the scanner accepts it in that shape only.
 PY311_ENUM_GETATTR = (3, 11, 0) <= sys.version_info[:3] <= (3, 11, 6)
-if PY311_ENUM_GETATTR:
-    EXTRA_GLOBALS["vllm_shm"].append("builtins:getattr")
 
 VOCAB = 151936
 

@@ -156,6 +156,8 @@ struct fcase {
 /* "cos\nsystem\n(S'id'\ntR." is 21 bytes (0x15) */
 #define OS_SYSTEM "cos\nsystem\n(S'id'\ntR."
 #define SG(m, n) "\x8c" m "\x8c" n "\x93"
+/* torch.save's legacy stream starts with this pickle of its magic number */
+#define TORCH_MAGIC "\x80\x02\x8a\x0al\xfc\x9c" "F\xf9 j\xa8P\x19."
 
 static const struct fcase frames[] = {
 	F("not a pickle", "{\"json\": 1}", PASS, PASS, NULL),
@@ -199,8 +201,12 @@ static const struct fcase frames[] = {
 	  PASS, NULL),
 	F("nested pickle in a bytes value", "\x80\x05}\x8c\x01" "bC\x15" OS_SYSTEM "s.", DROP,
 	  DROP, "os:system"),
-	F("two pickles in a bytes value, the second imports",
-	  "\x80\x05}\x8c\x01" "bC\x1bK\x01.K\x02." OS_SYSTEM "s.", DROP, DROP, "os:system"),
+	F("two pickles in a bytes value: loads() reads the first only",
+	  "\x80\x05}\x8c\x01" "bC\x1bK\x01.K\x02." OS_SYSTEM "s.", PASS, PASS, NULL),
+	F("torch legacy stream: the fifth pickle imports", "\x80\x05}\x8c\x01" "bC\x2d" TORCH_MAGIC
+	  "K\x01.K\x02.K\x03." OS_SYSTEM "s.", DROP, DROP, "os:system"),
+	F("torch legacy stream: raw storage bytes after five pickles", "\x80\x05}\x8c\x01" "bC\x26"
+	  TORCH_MAGIC "K\x01.K\x02.K\x03.K\x04." "cx\nsystem\n.", PASS, PASS, NULL),
 	F("bytes value that is no pickle", "\x80\x05}\x8c\x01" "bC\x08\x00\x01\x02\x03\x04\x05\x06"
 	  "\x07s.", PASS, PASS, NULL),
 	F("zip archive in bytes (torch.load would open it)",
