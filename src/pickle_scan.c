@@ -297,6 +297,8 @@ void pscan_collect(struct pscan_state *st, struct pscan_names *nmp,
 	s->fn = fn;
 	s->ctx = ctx;
 	s->nm = nm;
+	if (nm)
+		nm->n_deep = 0;
 	if (nm && ++nm->gen == 0) { /* 2^32 scans: forget every slot */
 		memset(nm->memo, 0, nm->nmemo * sizeof(*nm->memo));
 		nm->gen = 1;

@@ -125,8 +125,7 @@ static uint8_t ps_call_sym(struct pscan *s, uint8_t op, uint64_t down)
 	} else if (f != SY_GLOBAL && f != SY_GLOBAL_OK) {
 		ps_shape(s, op == 'R' ? "unknown-callable" : "unknown-class");
 	}
-	if (at >= s->kinds_lo)
-		s->nm->sym[at % PS_KINDS] = SY_DATA;
+	ps_sym_clear(s, at);
 	return res;
 }
 
@@ -555,8 +554,7 @@ void ps_opcode(struct pscan *s, uint8_t op)
 				uint8_t f = ps_sym_at(s, at);
 				if (f != SY_GLOBAL && f != SY_GLOBAL_OK)
 					ps_shape(s, ps_sym_restricted(f) ? "getattr-shape" : "unknown-class");
-				if (at >= s->kinds_lo && at < s->depth)
-					s->nm->sym[at % PS_KINDS] = SY_DATA;
+				ps_sym_clear(s, at);
 			}
 			ps_cut(s, at);
 			ps_push(s, PK_ANY);

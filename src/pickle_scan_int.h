@@ -54,6 +54,7 @@ enum ps_check {
 
 #define PS_NOREF UINT32_MAX
 #define PS_PERSID_VALUE 0x100u /* inside bytes: persistent_load exists */
+#define PS_DEEP 64             /* non-data items remembered below the window */
 
 /* What a stack item or memo entry is, as far as a policy cares (collect
  * mode with names). Anything the scanner cannot vouch for is SY_UNKNOWN. */
@@ -96,6 +97,11 @@ struct ps_names {
 	uint32_t nmemo;      /* power of two */
 	struct ps_ref stack[PS_KINDS]; /* parallel to pscan.kinds */
 	uint8_t sym[PS_KINDS];         /* parallel to pscan.kinds */
+	/* Items below the window that are not plain data (a callable under
+	 * its long argument list), by position, ascending. */
+	uint64_t deep_pos[PS_DEEP];
+	uint8_t deep_sym[PS_DEEP];
+	uint32_t n_deep;
 	struct ps_ref body;            /* str body being copied (pscan.cap) */
 	uint64_t body_done;            /* bytes of it copied so far */
 	uint64_t line_len[2];          /* GLOBAL/INST lines, UNICODE/STRING */
@@ -241,6 +247,7 @@ void ps_push_ref(struct pscan *s, uint8_t kind, struct ps_ref ref);
 void ps_push(struct pscan *s, uint8_t kind);
 void ps_cut(struct pscan *s, uint64_t to);
 uint8_t ps_sym_at(const struct pscan *s, uint64_t at);
+void ps_sym_clear(struct pscan *s, uint64_t at);
 uint8_t ps_sym(const struct pscan *s, uint64_t down);
 uint8_t ps_kind(const struct pscan *s, uint64_t down);
 struct ps_ref ps_ref(const struct pscan *s, uint64_t down);

@@ -51,12 +51,17 @@ void ps_push_sym(struct pscan *s, uint8_t kind, struct ps_ref ref, uint8_t sym)
 {
 	if (s->lost)
 		return;
-	if (s->nm && s->depth - s->kinds_lo == PS_KINDS) { /* about to be forgotten */
-		uint8_t old = s->nm->sym[s->kinds_lo % PS_KINDS];
-		if (old != SY_DATA)
-			s->evict_hi = s->kinds_lo + 1;
-		if (ps_sym_restricted(old) && ps_shapes(s))
-			ps_shape(s, "restricted-use");
+	if (s->nm && s->depth - s->kinds_lo == PS_KINDS) { /* leaves the window */
+		struct ps_names *nm = s->nm;
+		uint8_t old = nm->sym[s->kinds_lo % PS_KINDS];
+		if (old != SY_DATA && nm->n_deep < PS_DEEP) {
+			nm->deep_pos[nm->n_deep] = s->kinds_lo;
+			nm->deep_sym[nm->n_deep++] = old;
+		} else if (old != SY_DATA) {
+			s->evict_hi = s->kinds_lo + 1; /* forgotten */
+			if (ps_sym_restricted(old) && ps_shapes(s))
+				ps_shape(s, "restricted-use");
+		}
 	}
 	s->kinds[s->depth % PS_KINDS] = kind;
 	if (s->nm) {
@@ -86,13 +91,16 @@ void ps_cut(struct pscan *s, uint64_t to)
 	if (s->lost)
 		return;
 	if (ps_shapes(s)) {
-		for (uint64_t i = to > s->kinds_lo ? to : s->kinds_lo; i < s->depth; i++) {
-			if (ps_sym_restricted(s->nm->sym[i % PS_KINDS])) {
-				ps_shape(s, "restricted-use");
-				break;
-			}
-		}
+		bool bad = false;
+		for (uint64_t i = to > s->kinds_lo ? to : s->kinds_lo; i < s->depth; i++)
+			bad |= ps_sym_restricted(s->nm->sym[i % PS_KINDS]);
+		for (uint32_t k = s->nm->n_deep; k > 0 && s->nm->deep_pos[k - 1] >= to; k--)
+			bad |= ps_sym_restricted(s->nm->deep_sym[k - 1]);
+		if (bad)
+			ps_shape(s, "restricted-use");
 	}
+	while (s->nm && s->nm->n_deep > 0 && s->nm->deep_pos[s->nm->n_deep - 1] >= to)
+		s->nm->n_deep--;
 	s->depth = to;
 	if (s->kinds_lo > to)
 		s->kinds_lo = to;
@@ -100,15 +108,38 @@ void ps_cut(struct pscan *s, uint64_t to)
 		s->evict_hi = to;
 }
 
-/* What the item at absolute position `at` is. Below the window only
- * whether it was plain data is remembered. */
+/* Below the window: the remembered entry of position at, or NULL. */
+static uint8_t *ps_deep(const struct pscan *s, uint64_t at)
+{
+	for (uint32_t k = s->nm->n_deep; k > 0; k--)
+		if (s->nm->deep_pos[k - 1] == at)
+			return &s->nm->deep_sym[k - 1];
+	return NULL;
+}
+
+/* What the item at absolute position `at` is. Below the window: a
+ * remembered non-data item, plain data, or unknown when forgotten. */
 uint8_t ps_sym_at(const struct pscan *s, uint64_t at)
 {
 	if (!s->nm || s->lost || at >= s->depth)
 		return SY_UNKNOWN;
-	if (at < s->kinds_lo)
-		return at >= s->evict_hi ? SY_DATA : SY_UNKNOWN;
+	if (at < s->kinds_lo) {
+		const uint8_t *d = ps_deep(s, at);
+		return d ? *d : at >= s->evict_hi ? SY_DATA : SY_UNKNOWN;
+	}
 	return s->nm->sym[at % PS_KINDS];
+}
+
+/* The item at `at` was consumed as a callable: popping it is no use. */
+void ps_sym_clear(struct pscan *s, uint64_t at)
+{
+	uint8_t *d;
+	if (!s->nm || s->lost || at >= s->depth)
+		return;
+	if (at >= s->kinds_lo)
+		s->nm->sym[at % PS_KINDS] = SY_DATA;
+	else if ((d = ps_deep(s, at)) != NULL)
+		*d = SY_DATA;
 }
 
 uint8_t ps_sym(const struct pscan *s, uint64_t down)

@@ -285,6 +285,28 @@ static void test_learn_mode(struct inspect *in)
 	policy = keep;
 }
 
+/* A callable under more arguments than the stack window holds (msgspec's
+ * rebuild(cls, {...}) with a large state dict) is still known. */
+static void test_deep_callable(struct inspect *in)
+{
+	static uint8_t buf[4096];
+	size_t n = 0;
+	const char *head = "\x80\x04\x8c\x0b" "collections\x8c\x0bOrderedDict\x93}(";
+	memcpy(buf, head, strlen(head));
+	n = strlen(head);
+	for (int i = 0; i < 200; i++) {
+		memcpy(buf + n, "K\x01K\x02", 4);
+		n += 4;
+	}
+	memcpy(buf + n, "u\x85R.", 4);
+	n += 4;
+	struct fcase c = { "callable under 400 items", buf, n, DROP, PASS, NULL };
+	CHECK(run(in, &c, POLICY, NULL, 0) == PASS, "deep callable: policy");
+	CHECK(run(in, &c, DENY, NULL, 0) == DROP, "deep callable: deny");
+	buf[n - 2] = '0'; /* POP instead of REDUCE: still fine */
+	CHECK(run(in, &c, POLICY, NULL, 0) == PASS, "deep callable popped");
+}
+
 int main(void)
 {
 	char err[256];
@@ -303,6 +325,7 @@ int main(void)
 		return 1;
 	test_frames(in);
 	test_learn_mode(in);
+	test_deep_callable(in);
 	inspect_free(in);
 	free(in);
 	ppolicy_free(policy);
