@@ -80,8 +80,11 @@ static void ps_child_ended(struct pscan *s)
 		ps_decide(s, PSCAN_PICKLE, "nested");
 		return;
 	}
-	if (s->fn)
+	if (s->fn && c->imports) {
 		s->imports += c->imports;
+		if (ps_shapes(s))
+			ps_shape_flush(s);
+	}
 	if (stop && s->seq_left == 1 && s->magic_have == sizeof(ps_torch_magic) &&
 	    c->pos == sizeof(ps_torch_magic))
 		s->seq_left = 5; /* this was the first of five */
@@ -122,8 +125,10 @@ static void ps_child_feed(struct pscan *s, const uint8_t *p, size_t k)
 				ps_decide(s, PSCAN_PICKLE, "nested-too-deep");
 			} else {
 				s->imports++; /* counts as an unknown import */
-				if (ps_shapes(s))
+				if (ps_shapes(s)) {
+					ps_shape_flush(s);
 					ps_shape(s, "nested-too-deep");
+				}
 			}
 		}
 		s->child_on = false;

@@ -46,6 +46,7 @@ static void ps_reach(struct pscan *s, struct pscan_import *imp, uint64_t pop)
 	imp->depth = s->level;
 	s->imports++;
 	s->fn(s->ctx, imp);
+	ps_shape_flush(s);
 	s->exotic = true;
 	uint8_t sym = ps_import_sym(imp);
 	if (pop == PS_INST) {

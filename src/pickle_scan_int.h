@@ -141,6 +141,8 @@ struct pscan {
 	uint8_t zip_have;     /* body bytes matched against the zip magic */
 	uint8_t magic_have;   /* ... against torch's legacy magic pickle */
 	uint8_t seq_left;     /* pickles of this bytes value still to read */
+	const char *shape_held; /* shape seen before any import of this pickle */
+	uint64_t shape_off;   /* its offset */
 
 	/* Fixed-size argument being collected (at most 8 bytes). */
 	uint8_t need;
@@ -241,6 +243,7 @@ void ps_decide(struct pscan *s, enum pscan_verdict v, const char *why);
 void ps_clean(struct pscan *s, const char *why); /* STOP or a certain raise */
 bool ps_shapes(const struct pscan *s);           /* shape events are on */
 void ps_shape(struct pscan *s, const char *shape);
+void ps_shape_flush(struct pscan *s); /* the first import: report a held shape */
 bool ps_sym_restricted(uint8_t sym);
 void ps_push_sym(struct pscan *s, uint8_t kind, struct ps_ref ref, uint8_t sym);
 void ps_push_ref(struct pscan *s, uint8_t kind, struct ps_ref ref);

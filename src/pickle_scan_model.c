@@ -39,6 +39,27 @@ void ps_shape(struct pscan *s, const char *shape)
 {
 	struct pscan_import imp = { .opcode = "shape", .offset = s->op_off, .shape = shape,
 				    .proto = s->proto, .depth = s->level };
+	/* Before this pickle's first import it is kept back: a pickle that
+	 * imports nothing does nothing, whatever its shape (random bytes
+	 * inside a numpy buffer are read as one). ps_shape_flush reports it
+	 * at the first import. */
+	if (s->imports == 0) {
+		if (!s->shape_held) {
+			s->shape_held = shape;
+			s->shape_off = s->op_off;
+		}
+		return;
+	}
+	s->fn(s->ctx, &imp);
+}
+
+void ps_shape_flush(struct pscan *s)
+{
+	if (!s->shape_held)
+		return;
+	struct pscan_import imp = { .opcode = "shape", .offset = s->shape_off,
+				    .shape = s->shape_held, .proto = s->proto, .depth = s->level };
+	s->shape_held = NULL;
 	s->fn(s->ctx, &imp);
 }
 
@@ -335,6 +356,7 @@ void ps_straddle_hit(struct pscan *s)
 		struct pscan_import imp = { .opcode = "FRAME-straddle", .offset = s->op_off };
 		s->imports++;
 		s->fn(s->ctx, &imp);
+		ps_shape_flush(s);
 	}
 	ps_decide(s, PSCAN_PICKLE, "FRAME-straddle");
 }

@@ -197,6 +197,10 @@ static const struct fcase frames[] = {
 	  "build-on-global"),
 	F("second PROTO", "\x80\x04" SG("\x0b" "collections", "\x0bOrderedDict") "\x80\x04)R.",
 	  DROP, DROP, "second-proto"),
+	F("second PROTO before the first import", "\x80\x04\x80\x04"
+	  SG("\x0b" "collections", "\x0bOrderedDict") ")R.", DROP, DROP, "second-proto"),
+	F("bytes value with two PROTOs and no import (array data)", "\x80\x05"
+	  SG("\x0b" "collections", "\x0bOrderedDict") ")RC\x06\x80\x02\x80\x03N.0.", DROP, PASS, NULL),
 	F("listed, plain", "\x80\x05" SG("\x0b" "collections", "\x0bOrderedDict") ")R.", DROP,
 	  PASS, NULL),
 	F("nested pickle in a bytes value", "\x80\x05}\x8c\x01" "bC\x15" OS_SYSTEM "s.", DROP,
