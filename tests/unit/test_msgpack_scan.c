@@ -85,6 +85,10 @@ static void log_add(struct log *l, const char *fmt, ...)
 	va_start(ap, fmt);
 	int k = vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
+	if (k < 0)
+		k = 0;
+	if ((size_t)k >= sizeof(tmp))
+		k = (int)sizeof(tmp) - 1; /* only short records go through here */
 	if (l->n + (size_t)k + 1 > l->cap) {
 		l->cap = (l->n + (size_t)k + 1) * 2;
 		l->s = realloc(l->s, l->cap);
@@ -238,6 +242,32 @@ static void feed(const char *label, const uint8_t *frame, size_t len, const size
 	}
 }
 
+/* The frame followed by bytes of the next one in the same buffer: the
+ * walker must stop at the frame's end and give the same verdict. */
+static void feed_extra(const char *label, const uint8_t *f, size_t len, const struct log *whole)
+{
+	static const char *const kinds[] = {"?", "?", "?", "?", "MSGPACK@", "NOT(", "DEEP@"};
+	uint8_t *buf = xmalloc(len + 3);
+	struct mpscan m;
+	struct mpscan_ev ev;
+	size_t off = 0;
+
+	n_feeds++;
+	memcpy(buf, f, len);
+	memset(buf + len, 0xc0, 3);
+	mpscan_init(&m, len);
+	for (int i = 0; i < 8 * (int)len + 64; i++) {
+		off += mpscan_step(&m, buf + off, len + 3 - off, &ev);
+		if (ev.kind >= MPSCAN_EV_MSGPACK)
+			break;
+	}
+	CHECK(off <= len && ev.kind >= MPSCAN_EV_MSGPACK && ev.kind <= MPSCAN_EV_TOO_DEEP &&
+		      strstr(log_str(whole), kinds[ev.kind]) != NULL,
+	      "%s: with bytes after the frame: used %zu of %zu, event %d, whole: %s", label, off,
+	      len, (int)ev.kind, log_str(whole));
+	free(buf);
+}
+
 /* Every feed of one frame; all logs must be equal. Returns the whole one. */
 static void feed_all(const char *label, const uint8_t *f, size_t len, bool every_split,
 		     struct log *whole)
@@ -246,6 +276,7 @@ static void feed_all(const char *label, const uint8_t *f, size_t len, bool every
 	size_t cuts[8];
 
 	feed(label, f, len, NULL, 0, false, whole);
+	feed_extra(label, f, len, whole);
 	if (every_split) {
 		for (size_t k = 0; k <= len; k++) {
 			l.n = 0;
