@@ -49,9 +49,10 @@ struct mpscan {
 				  each needs >= 1 byte, so due <= frame_left
 				  always holds for a frame that can still be
 				  msgpack (checked at every length) */
-	uint64_t left[MPSCAN_MAX_DEPTH]; /* items still due per open container
-					    (maps count keys and values, so a
-					    map32 needs 33 bits) */
+	uint64_t left[MPSCAN_MAX_DEPTH]; /* items not yet complete per open
+					    container (maps count keys and
+					    values, so a map32 needs 33 bits;
+					    512 of the struct's ~560 bytes) */
 	const char *why;       /* NOT_MSGPACK: reason, a static string */
 	uint32_t depth;        /* open containers, 0 at top level */
 	uint8_t state;         /* enum mpscan_state (msgpack_scan.c) */
