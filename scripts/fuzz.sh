@@ -12,7 +12,8 @@
 #
 # --merge: afterwards, minimise what the run found into tests/fuzz/corpus/
 #          (only inputs that add coverage are copied). For developers, not CI.
-# TARGET:  zmtp, relay, cidr, config, pickle_scan (default: all that exist).
+# TARGET:  zmtp, relay, cidr, config, msgpack_scan, pickle_scan (default: all
+#          that exist).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -25,14 +26,14 @@ want=()
 for a in "$@"; do
 	case "$a" in
 	--merge) merge=1 ;;
-	-h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,16p' "$0"; exit 0 ;;
 	*[!0-9]*) want+=("${a#fuzz_}") ;;
 	*) secs=$a ;;
 	esac
 done
 [ "$secs" -ge 1 ] || { echo "fuzz.sh: SECONDS_PER_TARGET must be >= 1" >&2; exit 2; }
 
-targets=(zmtp relay cidr config inspect)
+targets=(zmtp relay cidr config msgpack_scan inspect)
 [ -f "$ROOT/tests/fuzz/fuzz_pickle_scan.c" ] && targets+=(pickle_scan)
 if [ ${#want[@]} -gt 0 ]; then
 	for t in "${want[@]}"; do
@@ -49,6 +50,7 @@ max_len() {
 	zmtp | relay) echo 12288 ;;
 	cidr) echo 128 ;;
 	config) echo 8192 ;;
+	msgpack_scan) echo 4096 ;;
 	pickle_scan | inspect) echo "${ZMTPFW_FUZZ_PICKLE_MAX_LEN:-8192}" ;;
 	esac
 }

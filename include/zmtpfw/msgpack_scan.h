@@ -49,9 +49,10 @@ struct mpscan {
 				  each needs >= 1 byte, so due <= frame_left
 				  always holds for a frame that can still be
 				  msgpack (checked at every length) */
-	uint64_t left[MPSCAN_MAX_DEPTH]; /* items still due per open container
-					    (maps count keys and values, so a
-					    map32 needs 33 bits) */
+	uint64_t left[MPSCAN_MAX_DEPTH]; /* items not yet complete per open
+					    container (maps count keys and
+					    values, so a map32 needs 33 bits;
+					    512 of the struct's ~560 bytes) */
 	const char *why;       /* NOT_MSGPACK: reason, a static string */
 	uint32_t depth;        /* open containers, 0 at top level */
 	uint8_t state;         /* enum mpscan_state (msgpack_scan.c) */
@@ -69,7 +70,17 @@ void mpscan_init(struct mpscan *m, uint64_t frame_size);
 /* Consume from p[0..n) and report the next event. Returns the bytes used
  * (possibly 0 for PAYLOAD_END and final events). Call again with the rest
  * until NEED_MORE (all used) or a final event; after a final event every
- * call returns that event again with 0 used. */
+ * call returns that event again with 0 used. n == 0 is allowed (p may then
+ * be NULL) and reports any event that needs no bytes.
+ *
+ * Bytes past the frame's end are never used: once frame_size bytes went
+ * in, the verdict is there without another byte. BYTES events point into
+ * p (nothing is copied or kept). Payloads are reported as they pass, before
+ * the verdict: when the verdict is NOT_MSGPACK (trailing bytes, a later
+ * length past the end), the payload events already given meant nothing and
+ * the frame must be judged as raw bytes. NOT_MSGPACK is never given to a
+ * frame any msgpack-python options decode; MSGPACK may be given to frames
+ * msgpack-python refuses (see msgpack_scan.c: we are the lenient side). */
 size_t mpscan_step(struct mpscan *m, const uint8_t *p, size_t n, struct mpscan_ev *ev);
 
 #endif

@@ -4,14 +4,16 @@
     /usr/bin/python3 tests/fuzz/gen_corpus.py
 
 Seeds are small, named after what they exercise, and regenerated from this
-file (it is the source of truth for corpus/zmtp, corpus/relay, corpus/cidr and the
-hand-written part of corpus/config); it overwrites its own seeds and leaves
+file (it is the source of truth for corpus/zmtp, corpus/relay, corpus/cidr,
+corpus/msgpack_scan and the hand-written part of corpus/config); it overwrites its own seeds and leaves
 the rest alone. scripts/fuzz.sh --merge adds what the fuzzer found on top,
 under hash names.
 
 fuzz_zmtp input layout (see fuzz_zmtp.c): ctl byte, split byte (low 4 bits:
 number of cut points, high 4 bits: stride - 1), 2 bytes per cut point, then
 the stream one peer sends.
+
+fuzz_msgpack_scan input layout: one byte seeding the chunking, then the frame.
 """
 
 import pickle
@@ -226,6 +228,38 @@ routes = ( { listen = "*:1"; upstream = "localhost:2"; allow = [ ]; idle_timeout
 }
 
 
+def msgpack_seeds():
+    """vLLM and SGLang frames, every type byte family, and the edges the
+    walker decides early (lengths past the end, depth, trailing bytes)."""
+    pk = pickle.dumps({"a": 1}, protocol=5)
+    big = bytes(range(256)) * 2
+    frames = {
+        "vllm_ext8_pickle": b"\x93\xa3gen\x01\xc7" + bytes([len(pk)]) + b"\x01" + pk,
+        "vllm_ext16_cloudpickle": b"\xc8" + struct.pack(">H", len(pk)) + b"\x02" + pk,
+        "vllm_ext32": b"\xc9" + struct.pack(">I", len(pk)) + b"\x01" + pk,
+        "vllm_fixext": b"\x95\xd4\x01\x2e\xd5\x02\x80\x05\xd6\x01...."
+                       b"\xd7\x03........\xd8\xff" + b"." * 16,
+        "sglang_pickle_wrapper": b"\x92\xadPickleWrapper\xc4" + bytes([len(pk)]) + pk,
+        "sglang_wrapper_bin16_in_map": b"\x82\xa3req\x92\xadPickleWrapper\xc5"
+                                       + struct.pack(">H", len(big)) + big + b"\xa1n\x07",
+        "scalars": b"\xdc\x00\x11\xc0\xc2\xc3\x00\x7f\xe0\xff\xcc\x01\xcd\x00\x01\xce\x00\x00\x00\x01"
+                   b"\xcf" + b"\x00" * 8 + b"\xd0\x80\xd1\x00\x01\xd2\x00\x00\x00\x01\xd3"
+                   + b"\x00" * 8 + b"\xca\x00\x00\x00\x00\xcb" + b"\x00" * 8,
+        "strings": b"\x94\xa3abc\xd9\x01a\xda\x00\x01a\xdb\x00\x00\x00\x01\xff",
+        "maps": b"\x84\xa1a\x80\xc4\x01k\x90\xde\x00\x01\x01\x02\xdf\x00\x00\x00\x00\x91\x01\xc0",
+        "arrays": b"\xdc\x00\x02\xdd\x00\x00\x00\x01\x90\x90",
+        "depth_64": b"\x91" * 64 + b"\x01",
+        "depth_65": b"\x91" * 65 + b"\x01",
+        "trailing": b"\xc4\x01\xaa\x00",
+        "length_past_end": b"\x92\xc4\x05\x00",
+        "ext8_len_before_type": b"\xc7\x05\x01",
+        "c1": b"\x92\x01\xc1",
+        "pickle_not_msgpack": pk,
+        "empty": b"",
+    }
+    return {name: bytes([i * 37 % 256]) + f for i, (name, f) in enumerate(frames.items())}
+
+
 def main():
     z = CORPUS / "zmtp"
     z.mkdir(parents=True, exist_ok=True)
@@ -239,6 +273,10 @@ def main():
     r.mkdir(parents=True, exist_ok=True)
     for name, data in relay_seeds().items():
         (r / name).write_bytes(data)
+    mp = CORPUS / "msgpack_scan"
+    mp.mkdir(parents=True, exist_ok=True)
+    for name, data in msgpack_seeds().items():
+        (mp / name).write_bytes(data)
     cf = CORPUS / "config"
     cf.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "conf" / "zmtpfw.conf", cf / "zmtpfw.conf")
@@ -247,7 +285,7 @@ def main():
     for name, text in EXTRA_CONFIGS.items():
         (cf / name).write_text(text)
     print(f"wrote {len(list(z.iterdir()))} zmtp, {len(list(r.iterdir()))} relay, "
-          f"{len(list(c.iterdir()))} cidr, "
+          f"{len(list(c.iterdir()))} cidr, {len(list(mp.iterdir()))} msgpack_scan, "
           f"{len(list(cf.iterdir()))} config seeds")
 
 
