@@ -150,3 +150,20 @@ def test_check_mode_expands_and_refuses(workdir):
                            timeout=30)
         assert r.returncode == 1 and r.stderr.startswith(f"{bad}:4: pickle_globals:") and why in r.stderr, \
             (entry, r.stderr)
+
+
+def test_drops_counted_under_their_reason(splice_fw, start_worker, zctx, marker):
+    """Metrics: a policy drop counts under reason="pickle-global"."""
+    import urllib.request
+    w = start_worker("PULL", no_unpickle=True)
+    zf = splice_fw(w.upstream, allow_pickle_from=["127.0.0.1/32"], pickle_globals=T.GLOBALS)
+    s = zsock(zctx, zmq.PUSH, zf.endpoint("w"))
+    ok = legit(1)[0]
+    s.send(P.evil(marker, 4))
+    s.send(ok)
+    w.wait_message([ok])
+    zf.wait_event("drop", reason="pickle-global")
+    body = urllib.request.urlopen(f"http://127.0.0.1:{zf.mport}/metrics", timeout=5).read().decode()
+    line = [l for l in body.splitlines() if l.startswith("zmtpfw_messages_dropped_total{")
+            and 'reason="pickle-global"' in l]
+    assert len(line) == 1 and line[0].endswith(" 1"), body
