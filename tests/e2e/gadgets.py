@@ -507,7 +507,8 @@ def _(ctx):
 
 # ---- any attribute ----------------------------------------------------------------
 
-@payload("builtins-getattr", "builtins:getattr")
+@payload("builtins-getattr", "builtins:getattr",
+         expect=frozenset({"collections:Counter", "builtins:getattr", "getattr-shape"}))
 def _(ctx):
     # getattr(collections.Counter.__init__, "__globals__")["_sys"].modules["os"].system
     glb = getattr_(getattr_(G("collections", "Counter"), "__init__"), "__globals__")
@@ -962,6 +963,12 @@ def _(ctx):
 
 # ---- shapes -----------------------------------------------------------------------------
 
+# A drop for a refused shape names the first import not allowed, or the
+# shape itself (zmtpfw's tags: getattr-shape, unknown-callable,
+# build-on-global, second-proto, zip-in-bytes, unknown).
+SHAPE_GETATTR = frozenset({"builtins:getattr", "getattr-shape"})
+SHAPE_GETATTR_CALL = SHAPE_GETATTR | {"unknown-callable"}
+
 # getattr chains from allowed globals: every step is REDUCE of builtins:getattr.
 
 def _getattr_chain(ctx, start, to_os):
@@ -976,14 +983,14 @@ def _getattr_chain(ctx, start, to_os):
 
 @payload("shape-getattr-chain-Task", "shape: getattr chain from an allowed class",
          allow=("attackmods.shapes:Task",), needs=frozenset({"attackmods"}),
-         expect=frozenset({"builtins:getattr"}))
+         expect=SHAPE_GETATTR)
 def _(ctx):
     return _getattr_chain(ctx, G("attackmods.shapes", "Task"),
                           ["__init__", "__globals__", "[os]"]), _file(ctx)
 
 
 @payload("shape-getattr-chain-HalfStorage", "shape: getattr chain from an allowed class",
-         needs=frozenset({"torch"}), expect=frozenset({"builtins:getattr"}))
+         needs=frozenset({"torch"}), expect=SHAPE_GETATTR)
 def _(ctx):
     # torch:HalfStorage (storage class of @torch) -> its module's torch -> torch.os
     return _getattr_chain(ctx, G("torch", "HalfStorage"),
@@ -991,21 +998,21 @@ def _(ctx):
 
 
 @payload("shape-getattr-chain-_rebuild_tensor_v2", "shape: getattr chain from an allowed global",
-         needs=frozenset({"torch"}), expect=frozenset({"builtins:getattr"}))
+         needs=frozenset({"torch"}), expect=SHAPE_GETATTR)
 def _(ctx):
     return _getattr_chain(ctx, G("torch._utils", "_rebuild_tensor_v2"),
                           ["__globals__", "[sys]", "modules", "[os]"]), _file(ctx)
 
 
 @payload("shape-getattr-chain-_frombuffer", "shape: getattr chain from an allowed global",
-         needs=frozenset({"numpy"}), expect=frozenset({"builtins:getattr"}))
+         needs=frozenset({"numpy"}), expect=SHAPE_GETATTR)
 def _(ctx):
     return _getattr_chain(ctx, G("numpy.core.numeric", "_frombuffer"),
                           ["__globals__", "[sys]", "modules", "[os]"]), _file(ctx)
 
 
 @payload("shape-getattr-enum-form-ndarray.tofile", "shape: Enum-form getattr whose result is called",
-         needs=frozenset({"numpy"}), expect=frozenset({"builtins:getattr"}),
+         needs=frozenset({"numpy"}), expect=SHAPE_GETATTR_CALL,
          note="getattr(numpy.ndarray, 'tofile') has the Enum shape (listed class, "
               "identifier without '_'); calling its result writes any file")
 def _(ctx):
@@ -1017,7 +1024,7 @@ def _(ctx):
 
 
 @payload("shape-getattr-enum-form-HalfStorage.from_file", "shape: Enum-form getattr whose result is called",
-         needs=frozenset({"torch"}), expect=frozenset({"builtins:getattr"}),
+         needs=frozenset({"torch"}), expect=SHAPE_GETATTR_CALL,
          note="getattr(torch.HalfStorage, 'from_file') has the Enum shape; calling it with "
               "shared=True creates the file")
 def _(ctx):
@@ -1086,7 +1093,7 @@ def _(ctx):
 
 
 @payload("shape-second-proto-dotted", "shape: a second PROTO switches dotted resolution on",
-         needs=frozenset({"torch"}), expect=frozenset({"torch:os.system"}))
+         needs=frozenset({"torch"}), expect=frozenset({"torch:os.system", "second-proto"}))
 def _(ctx):
     # Declared protocol 2 (dotted names fail there), then PROTO 4 mid-stream.
     return (b"\x80\x02" + U("padding") + POP + b"\x80\x04" + b"ctorch\nos.system\n"
@@ -1148,7 +1155,7 @@ def _(ctx):
 # BUILD applied to an imported class.
 
 @payload("shape-build-on-class", "shape: BUILD on a class", allow=("attackmods.shapes:Task",),
-         needs=frozenset({"attackmods"}), expect=frozenset({"attackmods.shapes:Task"}))
+         needs=frozenset({"attackmods"}), expect=frozenset({"attackmods.shapes:Task", "build-on-global"}))
 def _(ctx):
     # BUILD (None, {"trace_dir": dir}) on the class object sets a class
     # attribute; the next Task (NEWOBJ + BUILD, the normal shape) writes dir/rid.
@@ -1161,7 +1168,7 @@ def _(ctx):
 
 @payload("shape-build-on-class-setstate", "shape: BUILD on a class", allow=("attackmods.shapes:Task",),
          needs=frozenset({"attackmods"}),
-         expect=frozenset({"attackmods.shapes:Task", "posix:system"}))
+         expect=frozenset({"attackmods.shapes:Task", "posix:system", "build-on-global"}))
 def _(ctx):
     # BUILD sets Task.__setstate__ = posix.system; BUILD of the next Task
     # instance calls system(state).
@@ -1217,7 +1224,7 @@ def _(ctx):
 
 
 @payload("nested-torch-zip", "shape: nested pickle in _load_from_bytes",
-         needs=frozenset({"torch"}), untrusted=True, expect=frozenset({"posix:system", "unknown"}),
+         needs=frozenset({"torch"}), untrusted=True, expect=frozenset({"posix:system", "unknown", "zip-in-bytes"}),
          note="the bytes are a torch.save zip archive (begins 'PK'), not a pickle: torch.load "
               "accepts it and unpickles data.pkl inside; a check that only follows bytes that "
               "begin like a pickle misses it")
