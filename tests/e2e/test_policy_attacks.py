@@ -19,6 +19,7 @@ For each payload two tests:
   "pickle".
 """
 
+import importlib.util
 import pickle
 import socket
 import threading
@@ -83,6 +84,11 @@ def planted():
 
 
 def build(name, tmp_path, listener, planted=None):
+    _, meta = GD.meta(name)
+    missing = sorted(m for m in meta.get("needs", ()) if m not in GD.NOT_MODULES
+                     and importlib.util.find_spec(m) is None)
+    if missing:
+        pytest.skip(f"{name} needs {', '.join(missing)} (Debian: python3-<name>, idle-python3.11)")
     ctx = GD.Ctx(marker=tmp_path / "PWNED", cwd=tmp_path, port=listener.port)
     p = GD.build(name, ctx)
     if planted is not None:
