@@ -237,7 +237,8 @@ class Zmtpfw:
 # --- worker process -------------------------------------------------------------
 
 class Worker:
-    def __init__(self, workdir, sock_type="PULL", bind=None, no_unpickle=False, name=None, load="loads"):
+    def __init__(self, workdir, sock_type="PULL", bind=None, no_unpickle=False, name=None, load="loads",
+                 extra_args=()):
         self.type = sock_type
         if bind is None:
             self.port = free_port()
@@ -254,7 +255,7 @@ class Worker:
         args = [PY, str(E2E / "worker.py"), "--type", sock_type, "--bind", bind, "--record", str(self.record)]
         if no_unpickle:
             args.append("--no-unpickle")
-        args += ["--load", load]
+        args += ["--load", load] + [str(a) for a in extra_args]
         with open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=err, start_new_session=True, cwd=workdir)

@@ -20,6 +20,19 @@ assert that nobody ever connected.
 
 REP and ROUTER echo every message back unchanged.
 
+--decode says what the worker does with each payload frame (default
+"pickle": pickle.loads, as above). The other modes stand in for engines that
+unpickle inside other formats (tests/e2e/gadgets.py):
+  vllm-shm        pickle.loads, then, when the result is a tuple or list
+                  whose first item is bytes (shm_broadcast's
+                  (method, args, kwargs, rank)), pickle.loads of that item too
+  msgpack-vllm    msgpack.unpackb with an ext_hook that unpickles ext types 1
+                  (pickle) and 2 (cloudpickle), as vLLM V1 does under
+                  VLLM_ALLOW_INSECURE_SERIALIZATION
+  msgpack-sglang  msgpack.unpackb, then every ["PickleWrapper", <bin>] found
+                  at top level or inside lists and map values is unpickled
+--sys-path DIR (repeatable) puts DIR first on sys.path, for fake engine modules.
+
 Prints "ready" on stdout once bound. Stops on SIGTERM/SIGINT.
 """
 
@@ -51,6 +64,43 @@ def frame_repr(f):
     return f.hex()
 
 
+def _vllm_ext_hook(code, data):
+    import msgpack
+    if code == 1:
+        return pickle.loads(data)
+    if code == 2:
+        try:
+            import cloudpickle
+            return cloudpickle.loads(data)
+        except ImportError:
+            return pickle.loads(data)
+    return msgpack.ExtType(code, data)
+
+
+def _sglang_unwrap(obj):
+    if isinstance(obj, (list, tuple)):
+        if len(obj) == 2 and obj[0] == "PickleWrapper" and isinstance(obj[1], (bytes, bytearray)):
+            return pickle.loads(obj[1])
+        return [_sglang_unwrap(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: _sglang_unwrap(v) for k, v in obj.items()}
+    return obj
+
+
+def decode(f, how):
+    if how == "vllm-shm":
+        obj = pickle.loads(f)
+        if isinstance(obj, (tuple, list)) and obj and isinstance(obj[0], (bytes, bytearray)):
+            obj = (pickle.loads(obj[0]),) + tuple(obj[1:])
+        return obj
+    import msgpack
+    if how == "msgpack-vllm":
+        return msgpack.unpackb(f, ext_hook=_vllm_ext_hook, raw=False, strict_map_key=False)
+    if how == "msgpack-sglang":
+        return _sglang_unwrap(msgpack.unpackb(f, raw=False, strict_map_key=False))
+    raise ValueError(how)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--type", choices=["PULL", "REP", "ROUTER"], default="PULL")
@@ -61,7 +111,13 @@ def main():
     ap.add_argument("--load", choices=["loads", "file"], default="loads",
                     help="loads: pickle.loads(frame) (recv_pyobj); file: pickle.load(BytesIO(frame)), "
                          "the path a worker replaying frames saved as .pkl files takes")
+    ap.add_argument("--decode", choices=["pickle", "vllm-shm", "msgpack-vllm", "msgpack-sglang"],
+                    default="pickle", help="what to do with each payload frame (see above)")
+    ap.add_argument("--sys-path", action="append", default=[], metavar="DIR",
+                    help="prepend DIR to sys.path (fake engine modules)")
     args = ap.parse_args()
+    for d in reversed(args.sys_path):
+        sys.path.insert(0, d)
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
@@ -115,7 +171,9 @@ def main():
                         loaded.append(None)
                         continue
                     try:
-                        if args.load == "file":
+                        if args.decode != "pickle":
+                            obj = decode(f, args.decode)
+                        elif args.load == "file":
                             obj = pickle.load(io.BytesIO(f))
                         else:
                             obj = pickle.loads(f)  # what recv_pyobj does
