@@ -12,7 +12,10 @@ PY=/usr/bin/python3 # Debian's python3: the one that sees python3-zmq and python
 # Build and test dependencies, all from Debian's archive.
 DEPS=(build-essential cmake pkg-config clang libevent-dev libconfig-dev libzmq3-dev
       python3 python3-zmq python3-pytest python3-msgpack iproute2 procps
-      iptables yamllint python3-yaml shellcheck systemd)
+      iptables yamllint python3-yaml shellcheck systemd
+      # pickle policy tests: real tensors and arrays, and the gadgets' modules
+      python3-numpy python3-torch python3-cloudpickle python3-dill python3-joblib
+      python3-requests idle-python3.11 bc)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
