@@ -20,6 +20,9 @@ struct ppolicy {
 	char **v;       /* sorted, distinct */
 	size_t n, cap;
 	bool sorted;    /* v is sorted and deduplicated */
+	unsigned refs;  /* the config snapshot, and each connection judging
+			   with it: a reload frees the snapshot, not the list
+			   a message in flight is judged by */
 };
 
 /* ---- what can never be allowed ------------------------------------------ */
@@ -160,12 +163,23 @@ const char *ppolicy_refusal(const char *module, size_t ml, const char *name, siz
 
 struct ppolicy *ppolicy_new(void)
 {
-	return calloc(1, sizeof(struct ppolicy));
+	struct ppolicy *p = calloc(1, sizeof(struct ppolicy));
+	if (p)
+		p->refs = 1;
+	return p;
 }
 
-void ppolicy_free(struct ppolicy *p)
+const struct ppolicy *ppolicy_ref(const struct ppolicy *p)
 {
-	if (!p)
+	if (p)
+		((struct ppolicy *)p)->refs++;
+	return p;
+}
+
+void ppolicy_free(const struct ppolicy *cp)
+{
+	struct ppolicy *p = (struct ppolicy *)cp;
+	if (!p || --p->refs > 0)
 		return;
 	for (size_t i = 0; i < p->n; i++)
 		free(p->v[i]);

@@ -66,11 +66,15 @@ static int relay_policy(struct conn *c)
 	/* A trusted peer is judged only under pickle_globals; pickle =
 	 * "allow" turns judging off for everyone. */
 	c->up.scan = cfg->pickle != CONFIG_PICKLE_ALLOW && (!listed || cfg->pickle_globals);
+	/* The connection holds the list it judges by: a reload may free the
+	 * snapshot it came from while a message is in flight. */
+	const struct ppolicy *old = c->up.icfg.policy;
 	c->up.icfg = (struct inspect_cfg){
 		.pscan_opts = relay_loader_opts(cfg->pickle_loader),
-		.policy = listed ? cfg->pickle_globals : NULL,
+		.policy = ppolicy_ref(listed ? cfg->pickle_globals : NULL),
 		.msgpack = cfg->pickle_msgpack,
 	};
+	ppolicy_free(old);
 	c->up.dec.max_frame = c->down.dec.max_frame = cfg->max_frame_size;
 	c->repolicy = false;
 	if (c->up.scan && !c->up.hold) {
@@ -111,6 +115,8 @@ void relay_free(struct conn *c)
 	if (c->up.ins)
 		inspect_free(c->up.ins);
 	free(c->up.ins);
+	ppolicy_free(c->up.icfg.policy);
+	c->up.icfg.policy = NULL;
 	c->up.hold = NULL;
 	c->up.ins = NULL;
 }

@@ -25,7 +25,10 @@
 struct ppolicy; /* sorted, deduplicated entries; immutable once built */
 
 struct ppolicy *ppolicy_new(void) __attribute__((warn_unused_result));
-void ppolicy_free(struct ppolicy *p);
+/* Reference counted (one thread): ppolicy_ref for each holder beyond the
+ * config snapshot, ppolicy_free drops one and frees at the last. */
+const struct ppolicy *ppolicy_ref(const struct ppolicy *p);
+void ppolicy_free(const struct ppolicy *p);
 
 /* Add one entry ("@name" adds a profile, recursively). Returns 0, or -1
  * with a message in err ("refused: ..."). */
