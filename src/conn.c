@@ -313,18 +313,38 @@ static bool conn_splice_pump(struct conn *c, struct side *x)
 	return true;
 }
 
-/* After a read: when the rest of the current frame may bypass user space
- * and nothing is queued ahead of it, hand it to the kernel. Returns false
+/* How much of the current frame from s may bypass user space: 0 unless
+ * it is at least CONN_SPLICE_MIN. */
+static uint64_t conn_splice_ready(struct conn *c, struct side *s, struct dir *d)
+{
+	if (!c->lst->cfg->splice || s->eof || s->sp.r >= 0)
+		return 0;
+	uint64_t n = relay_splice_len(c, d, s);
+	return n >= CONN_SPLICE_MIN ? n : 0;
+}
+
+/* After a read, and whenever the output s feeds drains: when the rest of
+ * the current frame may bypass user space, hand it to the kernel once
+ * nothing is queued ahead of it. Until then s is not read (the rest stays
+ * in the socket), and conn_on_write asks again when the queue is empty
+ * (pgbouncer's SBUF_EV_FLUSH): deciding only right after a read would
+ * never splice towards a worker slower than its client. Returns false
  * when c was closed. */
 static bool conn_splice_maybe(struct conn *c, struct side *s, struct dir *d)
 {
 	struct side *o = conn_other(c, s);
+	uint64_t n = conn_splice_ready(c, s, d);
 
-	if (!c->lst->cfg->splice || s->eof || evbuffer_get_length(o->out) > 0)
+	if (n == 0)
 		return true;
-	uint64_t n = relay_splice_len(c, d, s);
-	if (n < CONN_SPLICE_MIN || !splice_pipe_get(&s->sp))
+	if (evbuffer_get_length(o->out) > 0) {
+		conn_set_reading(c, s, false);
 		return true;
+	}
+	if (!splice_pipe_get(&s->sp)) {
+		conn_set_reading(c, s, true); /* no pipe: the buffered path it is */
+		return true;
+	}
 	s->sp.left = n;
 	return conn_splice_pump(c, s);
 }
@@ -411,6 +431,13 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 	}
 	if (conn_finish_if_done(c, o))
 		return;
+	struct dir *od = o == &c->client ? &c->up : &c->down;
+	if (conn_splice_ready(c, o, od) > 0) {
+		/* o waits for this queue to empty before splicing into s */
+		if (evbuffer_get_length(s->out) == 0)
+			(void)conn_splice_maybe(c, o, od);
+		return;
+	}
 	if (evbuffer_get_length(s->out) < CONN_LWM)
 		conn_set_reading(c, o, true);
 }
