@@ -356,6 +356,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	struct side *o = conn_other(c, s);
 	struct dir *d = s == &c->client ? &c->up : &c->down;
 
+	metrics_add(c->lst->m, METRICS_WAKEUPS, s == &c->client ? METRICS_DIR_UP : METRICS_DIR_DOWN, 1);
 	if (s->sp.r >= 0) {
 		uint64_t before = s->bytes_read;
 		if (!conn_splice_pump(c, s))
@@ -421,6 +422,7 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 	struct side *s = fd == c->client.fd ? &c->client : &c->upstream;
 	struct side *o = conn_other(c, s);
 
+	metrics_add(c->lst->m, METRICS_WAKEUPS, s == &c->upstream ? METRICS_DIR_UP : METRICS_DIR_DOWN, 1);
 	if (o->sp.r >= 0) { /* s->out stays empty while o splices into s */
 		(void)conn_splice_pump(c, o);
 		return;

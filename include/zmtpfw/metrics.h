@@ -66,6 +66,9 @@ struct evbuffer;
 	  "Bytes relayed (greeting, commands and frames)")                                       \
 	X(BYTES_SPLICED, counter, "zmtpfw_spliced_bytes_total", METRICS_L_ROUTE | METRICS_L_DIR,  \
 	  "Of those, judged frame-body bytes moved socket to socket by splice(2)")              \
+	X(WAKEUPS, counter, "zmtpfw_wakeups_total", METRICS_L_ROUTE | METRICS_L_DIR,              \
+	  "Read and write events handled, by the direction they move: a connection spinning "    \
+	  "on an event shows as a climb with no bytes behind it")                                \
 	X(RELOADS, counter, "zmtpfw_config_reloads_total", METRICS_L_RESULT,                     \
 	  "Configuration reloads (SIGHUP), by result")                                          \
 	X(BUILD_INFO, gauge, "zmtpfw_build_info", METRICS_L_VERSION,                             \

@@ -180,6 +180,7 @@ FAMILIES = {
     "zmtpfw_frames_dropped_total": "counter",
     "zmtpfw_relayed_bytes_total": "counter",
     "zmtpfw_spliced_bytes_total": "counter",
+    "zmtpfw_wakeups_total": "counter",
     "zmtpfw_config_reloads_total": "counter",
     "zmtpfw_build_info": "gauge",
 }
