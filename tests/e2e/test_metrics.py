@@ -10,6 +10,7 @@ on SIGHUP reload are marked "lead:" in their messages.
 import http.client
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -540,3 +541,71 @@ def test_metrics_bind_failure_logged(start_worker, start_fw):
         assert zf.proc.returncode != 0
     finally:
         busy.close()
+
+
+def lowest_free_fd(pid):
+    used = {int(f) for f in os.listdir(f"/proc/{pid}/fd")}
+    n = 0
+    while n in used:
+        n += 1
+    return n
+
+
+@pytest.mark.timeout_s(30)
+def test_metrics_accept_error_names_its_endpoint(start_worker, start_fw):
+    """accept() on the metrics endpoint failing with EMFILE: the error line
+    names the endpoint (its callback argument is evhttp's, not the
+    endpoint's: read as the endpoint it was garbage, or a crash), accepting
+    resumes, and the routes never stopped."""
+    w = start_worker("PULL", no_unpickle=True)
+    zf = start_fw([make_route("a", w.upstream)], probe=False)
+    pid = zf.proc.pid
+    old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free_fd(pid), old[1]))
+    try:
+        c = socket.create_connection(("127.0.0.1", zf.mport), timeout=5)
+        zf.wait_event("error", 10, reason="metrics-accept")
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
+    bad = zf.events("error", reason="metrics-accept")
+    assert all(e["listen"] == f"127.0.0.1:{zf.mport}" for e in bad), bad[:3]
+    assert all(e["detail"] == "Too many open files" for e in bad), bad[:3]
+    c.close()
+    wait_until(lambda: http_get(zf.mport, "/healthz")[0] == 200, 10, what="the endpoint again")
+    zf.assert_alive()
+
+
+@pytest.mark.timeout_s(60)
+def test_metrics_connection_cap_keeps_routes_working(start_worker, start_fw, zctx):
+    """200 idle connections to the metrics endpoint under a descriptor limit
+    with 64 to spare: the endpoint stops accepting at its cap of 32 (logged
+    once as metrics-busy), never runs the process out of descriptors, the
+    route keeps relaying, and scrapes work again once the idle ones close."""
+    w = start_worker("PULL", no_unpickle=True)
+    zf = start_fw([make_route("a", w.upstream)], probe=False)
+    pid = zf.proc.pid
+    old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free_fd(pid) + 64, old[1]))
+    idle = []
+    try:
+        for _ in range(200):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", zf.mport))
+            idle.append(s)
+        zf.wait_event("error", 10, reason="metrics-busy")
+        z = zsock(zctx, zmq.PUSH, zf.endpoint("a"), timeout_ms=10000)
+        for i in range(3):
+            z.send(body(i))
+        w.wait_messages(3, timeout=10)
+        assert w.messages() == [[body(i)] for i in range(3)]
+        assert not zf.events("error", reason="metrics-accept"), zf.events("error")[:3]
+        assert len(zf.events("error", reason="metrics-busy")) == 1
+        zf.assert_alive()
+    finally:
+        for s in idle:
+            s.close()
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
+    wait_until(lambda: scrape(zf).get("zmtpfw_messages_forwarded_total", route="a", direction=UP) == 3,
+               30, what="a scrape once the idle connections closed")
+    zf.assert_alive()
