@@ -926,3 +926,34 @@ def test_pickle_loader_policy(start_worker, start_zmtpfw, zctx, marker, loader):
     assert w.messages() == want
     drops = zf.events("drop", reason="pickle")
     assert len(drops) == (7 if loader == "any" else 6), drops
+
+
+@pytest.mark.timeout_s(60)
+def test_one_source_flooding_drops_hides_nobody(start_worker, start_zmtpfw, zctx, marker):
+    """The log rate limit is per (route, event, source address): 150 pickles
+    from 127.0.0.2 exhaust that source's burst, yet the first drop line of
+    127.0.0.3 still appears, and every one of the 150 is accounted for, as a
+    line or in a suppressed count naming 127.0.0.2."""
+    w = start_worker("PULL")
+    zf = start_zmtpfw([make_route("w", w.upstream, allow=["127.0.0.0/8"])], level="info")
+    bad = zsock(zctx, zmq.PUSH, zf.endpoint("w"), source="127.0.0.2", timeout_ms=10000)
+    for _ in range(150):
+        bad.send(P.evil(marker, 4))
+    bad.send(P.json_frame({"sentinel": "bad"}))
+    w.wait_message([P.json_frame({"sentinel": "bad"})], timeout=20)
+    other = zsock(zctx, zmq.PUSH, zf.endpoint("w"), source="127.0.0.3", timeout_ms=10000)
+    other.send(P.evil(marker, 2))
+    other.send(P.json_frame({"sentinel": "other"}))
+    w.wait_message([P.json_frame({"sentinel": "other"})], timeout=20)
+    assert w.messages() == [[P.json_frame({"sentinel": "bad"})], [P.json_frame({"sentinel": "other"})]]
+    assert not marker.exists()
+    drops = zf.events("drop", reason="pickle")
+    assert [d for d in drops if d["peer"].startswith("127.0.0.3:")], "127.0.0.3's drop line was suppressed"
+
+    def accounted():
+        lines = [d for d in zf.events("drop") if d["peer"].startswith("127.0.0.2:")]
+        carried = sum(d.get("suppressed", 0) for d in lines)
+        counted = sum(e["count"] for e in zf.events("suppressed", of="drop", peer="127.0.0.2"))
+        return len(lines) + carried + counted
+    wait_until(lambda: accounted() == 150, 10, what="150 drops of 127.0.0.2 as lines or suppressed counts")
+    assert len([d for d in drops if d["peer"].startswith("127.0.0.2:")]) < 150
