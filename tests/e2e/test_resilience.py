@@ -307,7 +307,8 @@ def test_slow_greetings_do_not_starve_a_legit_client(start_worker, fw, zctx):
     n_slow = scaled(500, 150)
     n_msgs = scaled(10000, 3000)
     w = start_worker("PULL")
-    zf = fw([make_route("w", w.upstream, max_connections=n_slow + 16, handshake_timeout_ms=60000)])
+    zf = fw([make_route("w", w.upstream, max_connections=n_slow + 16, max_connections_per_peer=0,
+                        handshake_timeout_ms=60000)])
     port = zf.port("w")
 
     slow = []
@@ -1138,3 +1139,30 @@ def test_signals_while_draining(start_worker, fw):
         assert time.monotonic() - t0 < 1.5 * SLOW
         assert c.wait_closed(1)
     assert w.messages() == []
+
+
+@pytest.mark.timeout_s(60)
+def test_per_peer_limit_on_by_default(start_worker, fw):
+    """Without max_connections_per_peer in the config, one source address
+    holding 64 idle connections gets its 65th refused
+    (max-connections-per-peer), while another source is still served."""
+    w = start_worker("PULL")
+    zf = fw([make_route("w", w.upstream, allow=["127.0.0.0/8"])])
+    port = zf.port("w")
+    held = []
+    try:
+        for _ in range(64):
+            c = Z.RawClient("127.0.0.1", port, timeout=10 * SLOW)
+            held.append(c)
+            c.handshake("PUSH")
+        with Z.RawClient("127.0.0.1", port) as extra:
+            assert extra.wait_closed(5 * SLOW), "a 65th connection from one address was admitted"
+        zf.wait_event("reject", reason="max-connections-per-peer")
+        with Z.RawClient("127.0.0.1", port, source="127.0.0.2") as other:
+            other.handshake("PUSH")
+            other.send(Z.encode_frame(clean(1)))
+            w.wait_message([clean(1)], timeout=10 * SLOW)
+    finally:
+        for c in held:
+            c.close()
+    zf.assert_alive()
