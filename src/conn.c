@@ -59,7 +59,7 @@ void conn_format_peer(const struct sockaddr *sa, char *buf, size_t len)
 
 static struct log_ctx conn_ctx(const struct conn *c)
 {
-	return (struct log_ctx){ .route = c->lst->cfg->name, .conn = c->id, .peer = c->peer };
+	return (struct log_ctx){ .route = c->route, .conn = c->id, .peer = c->peer };
 }
 
 static uint64_t conn_ms_since(const struct timespec *t0)
@@ -116,7 +116,7 @@ void conn_close(struct conn *c)
 		  LOG_U64("bytes_out", c->upstream.bytes_read), LOG_U64("messages", c->up.msgs),
 		  LOG_U64("dropped", c->up.dropped), LOG_U64("duration_ms", conn_ms_since(&c->started)),
 		  LOG_END);
-	struct metrics_route *m = c->lst->m;
+	struct metrics_route *m = c->m;
 	metrics_gauge(m, METRICS_CONN_ACTIVE, -1);
 	metrics_add_reason(m, METRICS_CONN_CLOSED, METRICS_DIR_NONE, reason, 1);
 	if (strncmp(reason, "upstream-", 9) == 0 && c->state_was_connecting)
@@ -212,7 +212,7 @@ static int conn_write(struct conn *c, struct side *s)
 		}
 		if (n == 0)
 			break;
-		metrics_add(c->lst->m, METRICS_BYTES, dir, (uint64_t)n);
+		metrics_add(c->m, METRICS_BYTES, dir, (uint64_t)n);
 	}
 	if (evbuffer_get_length(s->out) > 0)
 		return event_add(s->wev, NULL);
@@ -279,8 +279,8 @@ static bool conn_splice_pump(struct conn *c, struct side *x)
 			ssize_t n = splice_out(p, y->fd);
 			if (n > 0) {
 				budget = (uint64_t)n < budget ? budget - (uint64_t)n : 0;
-				metrics_add(c->lst->m, METRICS_BYTES, dir, (uint64_t)n);
-				metrics_add(c->lst->m, METRICS_BYTES_SPLICED, dir, (uint64_t)n);
+				metrics_add(c->m, METRICS_BYTES, dir, (uint64_t)n);
+				metrics_add(c->m, METRICS_BYTES_SPLICED, dir, (uint64_t)n);
 				moved = true;
 			} else if (n < 0 && errno != EAGAIN) {
 				conn_fail_io(c, y, errno);
@@ -356,7 +356,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	struct side *o = conn_other(c, s);
 	struct dir *d = s == &c->client ? &c->up : &c->down;
 
-	metrics_add(c->lst->m, METRICS_WAKEUPS, s == &c->client ? METRICS_DIR_UP : METRICS_DIR_DOWN, 1);
+	metrics_add(c->m, METRICS_WAKEUPS, s == &c->client ? METRICS_DIR_UP : METRICS_DIR_DOWN, 1);
 	if (s->sp.r >= 0) {
 		uint64_t before = s->bytes_read;
 		if (!conn_splice_pump(c, s))
@@ -422,7 +422,7 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 	struct side *s = fd == c->client.fd ? &c->client : &c->upstream;
 	struct side *o = conn_other(c, s);
 
-	metrics_add(c->lst->m, METRICS_WAKEUPS, s == &c->upstream ? METRICS_DIR_UP : METRICS_DIR_DOWN, 1);
+	metrics_add(c->m, METRICS_WAKEUPS, s == &c->upstream ? METRICS_DIR_UP : METRICS_DIR_DOWN, 1);
 	if (o->sp.r >= 0) { /* s->out stays empty while o splices into s */
 		(void)conn_splice_pump(c, o);
 		return;
@@ -546,13 +546,15 @@ void conn_start(struct listener *l, uint64_t id, int fd, const struct sockaddr *
 	}
 	c->id = id;
 	c->lst = l;
+	c->m = l->m;
+	snprintf(c->route, sizeof(c->route), "%s", cfg->name);
 	c->next = l->conns;
 	if (l->conns)
 		l->conns->prev = c;
 	l->conns = c;
 	l->n_conns++;
-	metrics_add(l->m, METRICS_CONN_ACCEPTED, METRICS_DIR_NONE, 1);
-	metrics_gauge(l->m, METRICS_CONN_ACTIVE, 1);
+	metrics_add(c->m, METRICS_CONN_ACCEPTED, METRICS_DIR_NONE, 1);
+	metrics_gauge(c->m, METRICS_CONN_ACTIVE, 1);
 	clock_gettime(CLOCK_MONOTONIC, &c->started);
 	c->last_active_ms = conn_now_ms();
 	memcpy(&c->peer_sa, sa, salen < sizeof(c->peer_sa) ? salen : sizeof(c->peer_sa));

@@ -25,7 +25,7 @@
 
 static struct log_ctx relay_ctx(const struct conn *c)
 {
-	return (struct log_ctx){ .route = c->lst->cfg->name, .conn = c->id, .peer = c->peer };
+	return (struct log_ctx){ .route = c->route, .conn = c->id, .peer = c->peer };
 }
 
 /* Record why the connection must close and return -1 for the caller. The
@@ -374,13 +374,13 @@ static void relay_frame_done(struct conn *c, struct dir *d)
 		return;
 	}
 	if (d->msg == MSG_DROP) {
-		metrics_add_reason(c->lst->m, METRICS_MSGS_DROPPED, dir, "pickle", 1);
-		metrics_add_reason(c->lst->m, METRICS_FRAMES_DROPPED, dir, "pickle", frames);
+		metrics_add_reason(c->m, METRICS_MSGS_DROPPED, dir, "pickle", 1);
+		metrics_add_reason(c->m, METRICS_FRAMES_DROPPED, dir, "pickle", frames);
 	} else {
-		metrics_add(c->lst->m, METRICS_MSGS_FORWARDED, dir, 1);
-		metrics_add(c->lst->m, METRICS_FRAMES_FORWARDED, dir, frames);
+		metrics_add(c->m, METRICS_MSGS_FORWARDED, dir, 1);
+		metrics_add(c->m, METRICS_FRAMES_FORWARDED, dir, frames);
 		if (d->would_drop)
-			metrics_add_reason(c->lst->m, METRICS_MSGS_WOULD_DROP, dir, "pickle", 1);
+			metrics_add_reason(c->m, METRICS_MSGS_WOULD_DROP, dir, "pickle", 1);
 	}
 	d->would_drop = false;
 	d->in_msg = false;
@@ -575,8 +575,8 @@ static int relay_traffic(struct conn *c, struct dir *d, struct side *src, struct
 		}
 	}
 	/* counted once per read, not per message */
-	metrics_add(c->lst->m, METRICS_MSGS_FORWARDED, mdir, fast_msgs);
-	metrics_add(c->lst->m, METRICS_FRAMES_FORWARDED, mdir, fast_frames);
+	metrics_add(c->m, METRICS_MSGS_FORWARDED, mdir, fast_msgs);
+	metrics_add(c->m, METRICS_FRAMES_FORWARDED, mdir, fast_frames);
 	if (rc < 0)
 		return -1;
 	return relay_flush(src, dst, &fwd) < 0 ? relay_fail(c, d, "internal", "move failed") : 0;

@@ -15,6 +15,7 @@
 struct event;
 struct evbuffer;
 struct listener;
+struct metrics_route;
 
 /* One socket and the bytes queued on either side of it. */
 struct side {
@@ -89,6 +90,9 @@ struct conn {
 	uint64_t id;
 	enum conn_state state;
 	struct listener *lst;         /* route runtime */
+	struct metrics_route *m;      /* the route's metrics entry at accept, and */
+	char route[64];               /* its name at accept: a reload renaming the route
+					 must not move this connection's gauge or labels */
 	struct side client, upstream;
 	struct dir up, down;          /* up: client->worker, down: worker->client */
 	struct event *timer;          /* connect, then handshake deadline, then idle check */

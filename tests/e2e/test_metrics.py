@@ -610,3 +610,35 @@ def test_metrics_connection_cap_keeps_routes_working(start_worker, start_fw, zct
     wait_until(lambda: scrape(zf).get("zmtpfw_messages_forwarded_total", route="a", direction=UP) == 3,
                30, what="a scrape once the idle connections closed")
     zf.assert_alive()
+
+
+@pytest.mark.timeout_s(40)
+def test_reload_renaming_a_route_keeps_gauges_whole(start_worker, start_fw):
+    """Three live connections on route alpha; a reload renames it beta (same
+    listen address, so the connections live on); the three close. Each
+    connection keeps the metrics entry and route name it got at accept: beta's
+    active gauge never goes below 0 (it read -3), alpha counts the three
+    closes, and the close lines say alpha."""
+    w = start_worker("PULL", no_unpickle=True)
+    ra = make_route("alpha", w.upstream)
+    zf = start_fw([ra])
+    conns = []
+    for i in range(3):
+        c = Z.RawClient("127.0.0.1", zf.port("alpha"))
+        c.handshake("PUSH")
+        c.send(Z.encode_message([body(i)]))
+        conns.append(c)
+    w.wait_messages(3)
+    wait_metric(zf, "zmtpfw_connections_active", 3, route="alpha")
+    zf.config_path.write_text(metrics_config([dict(ra, name="beta")], zf.mport))
+    os.kill(zf.proc.pid, signal.SIGHUP)
+    wait_metric(zf, "zmtpfw_config_reloads_total", 1, result="success")
+    for c in conns:
+        c.close()
+    wait_until(lambda: len(zf.events("close")) == 3, 10, what="three close lines")
+    s = scrape(zf)
+    assert s.get("zmtpfw_connections_active", route="beta") == 0
+    assert s.get("zmtpfw_connections_closed_total", route="alpha", reason="client-closed") == 3
+    assert s.get("zmtpfw_connections_closed_total", route="beta", reason="client-closed") is None
+    assert [e["route"] for e in zf.events("close")] == ["alpha"] * 3
+    zf.assert_alive()
