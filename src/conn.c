@@ -77,10 +77,37 @@ static uint64_t conn_now_ms(void)
 	return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
 }
 
+/* A libevent call failed: c can no longer be driven as intended (a side
+ * never read or written again, a deadline never firing). Fail closed: the
+ * timer callback, activated here (activation cannot fail), closes c with
+ * reason "internal" in this loop iteration; the caller may still be using
+ * c, so it is not closed here. */
+static void conn_ev_failed(struct conn *c, const char *what)
+{
+	if (c->ev_failed)
+		return;
+	c->ev_failed = true;
+	c->close_reason = "internal";
+	c->close_detail = what;
+	event_active(c->timer, EV_TIMEOUT, 1);
+}
+
+static void conn_ev_add(struct conn *c, struct event *ev, const struct timeval *tv)
+{
+	if (event_add(ev, tv) < 0)
+		conn_ev_failed(c, "event_add failed");
+}
+
+static void conn_ev_del(struct conn *c, struct event *ev)
+{
+	if (event_del(ev) < 0)
+		conn_ev_failed(c, "event_del failed");
+}
+
 static void conn_timer_ms(struct conn *c, uint64_t ms)
 {
 	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
-	evtimer_add(c->timer, &tv);
+	conn_ev_add(c, c->timer, &tv);
 }
 
 static void conn_side_free(struct side *s)
@@ -215,8 +242,10 @@ static int conn_write(struct conn *c, struct side *s)
 		metrics_add(c->m, METRICS_BYTES, dir, (uint64_t)n);
 	}
 	if (evbuffer_get_length(s->out) > 0)
-		return event_add(s->wev, NULL);
-	return event_del(s->wev);
+		conn_ev_add(c, s->wev, NULL);
+	else
+		conn_ev_del(c, s->wev);
+	return 0;
 }
 
 static void conn_set_reading(struct conn *c, struct side *s, bool on)
@@ -228,9 +257,9 @@ static void conn_set_reading(struct conn *c, struct side *s, bool on)
 		return;
 	s->reading = on;
 	if (on)
-		event_add(s->rev, NULL);
+		conn_ev_add(c, s->rev, NULL);
 	else
-		event_del(s->rev);
+		conn_ev_del(c, s->rev);
 }
 
 /* After the peer of `s` closed: finish once what it sent has been written. */
@@ -268,7 +297,7 @@ static bool conn_splice_pump(struct conn *c, struct side *x)
 				moved = pulled = true;
 			} else if (n == 0) {
 				x->eof = true;
-				event_del(x->rev);
+				conn_ev_del(c, x->rev);
 				x->reading = false;
 			} else if (errno != EAGAIN) {
 				conn_fail_io(c, x, errno);
@@ -294,11 +323,11 @@ static bool conn_splice_pump(struct conn *c, struct side *x)
 			c->worker_quiet = false;
 	}
 	if (p->len > 0) {
-		event_add(y->wev, NULL);
+		conn_ev_add(c, y->wev, NULL);
 		conn_set_reading(c, x, false);
 		return true;
 	}
-	event_del(y->wev);
+	conn_ev_del(c, y->wev);
 	if (p->left > 0 && !x->eof) {
 		conn_set_reading(c, x, true);
 		return true;
@@ -396,7 +425,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 		if (cfg->idle_timeout_ms)
 			conn_timer_ms(c, cfg->idle_timeout_ms);
 		else
-			evtimer_del(c->timer);
+			conn_ev_del(c, c->timer);
 	}
 	if (c->up.drain_stop)
 		conn_set_reading(c, &c->client, false);
@@ -405,7 +434,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (s->eof) {
-		event_del(s->rev);
+		conn_ev_del(c, s->rev);
 		s->reading = false;
 		conn_finish_if_done(c, s);
 		return;
@@ -450,6 +479,13 @@ static void conn_on_timeout(evutil_socket_t fd, short what, void *arg)
 	struct conn *c = arg;
 	const struct config_route *cfg = c->lst->cfg;
 
+	if (c->ev_failed) { /* close_reason and detail say which call */
+		struct log_ctx ctx = conn_ctx(c);
+		log_event(LOG_ERROR, &ctx, NULL, "error", LOG_STR("reason", "internal"),
+			  LOG_STR("detail", c->close_detail), LOG_END);
+		conn_close(c);
+		return;
+	}
 	if (c->state == CONN_CONNECTING) {
 		c->close_reason = "upstream-timeout";
 		c->close_detail = "connect_timeout_ms";

@@ -99,6 +99,7 @@ struct conn {
 	bool handshake_done;          /* both handshake frames relayed */
 	bool state_was_connecting;    /* closed while dialling: an upstream failure */
 	bool worker_quiet;            /* draining: no worker bytes since the last drain tick */
+	bool ev_failed;               /* a libevent call failed: closing (see conn_ev_failed) */
 	uint64_t last_active_ms;      /* monotonic ms of the last byte read, for idle_timeout */
 	char peer[64];                /* "ip:port" for logs */
 	struct sockaddr_storage peer_sa;
