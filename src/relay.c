@@ -181,6 +181,9 @@ static int relay_handshake(struct conn *c, struct dir *d, struct side *src, stru
 	}
 	if (evbuffer_remove_buffer(src->in, dst->out, hlen + size) != (int)(hlen + size))
 		return relay_fail(c, d, "internal", "move failed");
+	if (cmd == ZMTP_CMD_READY)
+		d->subscriber = strcmp(ready.socket_type, "SUB") == 0 ||
+				strcmp(ready.socket_type, "XSUB") == 0;
 	/* ERROR: the worker's reason reaches the client; the sender then closes. */
 	d->phase = cmd == ZMTP_CMD_ERROR ? DIR_ERRORED : DIR_TRAFFIC;
 	return 0;
@@ -352,7 +355,23 @@ static int relay_on_command(struct conn *c, struct dir *d, struct side *src, siz
 		return relay_fail(c, d, "internal", "copyout failed");
 	if (zmtp_command_parse(body, n, &cmd, &why) != ZMTP_OK)
 		return relay_fail(c, d, "bad-command", why);
-	/* Commands are not part of a message: they may pass ahead of held frames. */
+	if (cmd == ZMTP_CMD_SUBSCRIBE || cmd == ZMTP_CMD_CANCEL) {
+		/* libzmq hands these to every application as a message
+		 * (\x09SUBSCRIBE..., \x06CANCEL...): only a subscriber has a
+		 * reason to send them. */
+		if (!d->subscriber)
+			return relay_fail(c, d, "bad-command",
+					  "SUBSCRIBE or CANCEL from a peer that is not SUB or XSUB");
+		/* libzmq delivers one sent between two frames of a message in
+		 * stream order, splitting it ([f1, SUB], [f2]); passed ahead of
+		 * held frames it would arrive first. libzmq never sends one
+		 * inside a message (a subscription is a message of its own). */
+		if (d->in_msg)
+			return relay_fail(c, d, "bad-command", "SUBSCRIBE or CANCEL inside a message");
+	}
+	/* PING and PONG are not part of a message and the worker's engine
+	 * consumes them (libzmq sends its heartbeats between any two frames):
+	 * they may pass ahead of held frames. */
 	*fwd += d->parsed;
 	d->parsed = 0;
 	d->dest = FRAME_FWD;

@@ -71,6 +71,8 @@ struct dir {
 	bool in_msg;               /* a data frame with MORE was seen: mid-message */
 	bool would_drop;           /* log-only: the message being relayed has a pickle */
 	bool drain_stop;           /* draining: parsing stopped at a message boundary */
+	bool subscriber;           /* the sender's Socket-Type is SUB or XSUB: it may send
+				      SUBSCRIBE and CANCEL */
 	uint32_t frame_idx;        /* index of the current frame in its message */
 	uint64_t msg_bytes;        /* declared bytes of the message so far */
 	uint64_t frame_seen;       /* body bytes of the current frame seen */

@@ -957,3 +957,68 @@ def test_one_source_flooding_drops_hides_nobody(start_worker, start_zmtpfw, zctx
         return len(lines) + carried + counted
     wait_until(lambda: accounted() == 150, 10, what="150 drops of 127.0.0.2 as lines or suppressed counts")
     assert len([d for d in drops if d["peer"].startswith("127.0.0.2:")]) < 150
+
+
+def subscribe_cmd(topic, cancel=False):
+    return Z.encode_frame((b"\x06CANCEL" if cancel else b"\x09SUBSCRIBE") + topic, command=True)
+
+
+@pytest.mark.timeout_s(30)
+@pytest.mark.parametrize("cancel", [False, True])
+def test_subscribe_from_a_non_subscriber_is_refused(start_worker, start_zmtpfw, cancel):
+    """A PUSH peer sends SUBSCRIBE (or CANCEL): libzmq would hand the PULL
+    application the message \\x09SUBSCRIBE<topic>. zmtpfw closes with
+    bad-command instead; the worker's first message is the next client's."""
+    w, zf = setup_pull(start_worker, start_zmtpfw)
+    with raw(zf) as c:
+        c.handshake("PUSH")
+        c.send(subscribe_cmd(b"topic", cancel))
+        assert c.wait_closed(5), "SUBSCRIBE/CANCEL from a PUSH peer was accepted"
+    ev = zf.wait_event("close", 5, reason="bad-command")
+    assert ev["from"] == "client" and "not SUB or XSUB" in ev["detail"], ev
+    with raw(zf) as c2:
+        c2.handshake("PUSH")
+        c2.send(Z.encode_frame(clean(1)))
+        w.wait_messages(1)
+    assert w.messages() == [[clean(1)]]
+
+
+@pytest.fixture
+def xpub(zctx):
+    """A pyzmq XPUB worker: receives subscriptions as \\x01topic / \\x00topic."""
+    s = zctx.socket(zmq.XPUB)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.RCVTIMEO, 10000)
+    port = s.bind_to_random_port("tcp://127.0.0.1")
+    yield s, f"127.0.0.1:{port}"
+    s.close()
+
+
+@pytest.mark.timeout_s(30)
+def test_subscriber_subscribes_but_never_inside_a_message(start_zmtpfw, xpub):
+    """A SUB peer's SUBSCRIBE reaches an XPUB worker. An XSUB peer that sends
+    [f1 (MORE), SUBSCRIBE, f2] is closed with bad-command: f1 is held for
+    scanning, and the command passed ahead of it would reach the worker
+    before f1 (libzmq delivers [f1, SUB], [f2]); nothing of it arrives."""
+    sock, upstream = xpub
+    zf = start_zmtpfw([make_route("w", upstream)])
+    with raw(zf) as sub:
+        sub.handshake("SUB")
+        sub.send(subscribe_cmd(b"first"))
+        assert sock.recv() == b"\x01first"
+    with raw(zf) as xsub:
+        xsub.handshake("XSUB")
+        xsub.send(Z.encode_frame(b'{"f":1}', more=True) + subscribe_cmd(b"early") +
+                  Z.encode_frame(b'{"f":2}'))
+        assert xsub.wait_closed(5), "SUBSCRIBE inside a message was accepted"
+    ev = zf.wait_event("close", 5, reason="bad-command")
+    assert ev["detail"] == "SUBSCRIBE or CANCEL inside a message", ev
+    with raw(zf) as sub2:
+        sub2.handshake("SUB")
+        sub2.send(subscribe_cmd(b"sentinel"))
+        got = []
+        while not got or got[-1] != b"\x01sentinel":
+            got.append(sock.recv())
+    # nothing of the closed one came first (the first SUB leaving unsubscribes)
+    assert [m for m in got if m != b"\x00first"] == [b"\x01sentinel"], got
+    assert len(zf.events("close", reason="bad-command")) == 1
