@@ -220,7 +220,10 @@ def test_idle_timeout_spares_spliced_frames(start_worker, splice_fw):
     c.send(big[8 * MIB:])
     wait_until(lambda: len(w.messages()) >= 2, 15, interval=0.1, what="both frames")
     assert w.messages() == [[digest(body)], [digest(big)]]
-    assert not zf.events("close", reason="idle-timeout")
+    # Once both are through, the connection is idle for real and may close
+    # while the worker records them: only a close before both counts.
+    early = [e for e in zf.events("close", reason="idle-timeout") if e["messages"] < 2]
+    assert not early, early
     assert spliced(zf) > 16 * MIB
 
 
