@@ -208,6 +208,7 @@ static void cfg_route_defaults(struct config_route *r, size_t idx, enum config_m
 	r->max_message_size = CONFIG_DEF_MAX_MESSAGE;
 	r->handshake_timeout_ms = CONFIG_DEF_HANDSHAKE_MS;
 	r->max_connections = CONFIG_DEF_MAX_CONNS;
+	r->max_connections_per_peer = CONFIG_DEF_MAX_CONNS_PER_PEER;
 	r->connect_timeout_ms = CONFIG_DEF_CONNECT_MS;
 	r->splice = true;
 	r->pickle_loader = CONFIG_LOADER_STOCK;

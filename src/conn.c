@@ -59,7 +59,7 @@ void conn_format_peer(const struct sockaddr *sa, char *buf, size_t len)
 
 static struct log_ctx conn_ctx(const struct conn *c)
 {
-	return (struct log_ctx){ .route = c->lst->cfg->name, .conn = c->id, .peer = c->peer };
+	return (struct log_ctx){ .route = c->route, .conn = c->id, .peer = c->peer };
 }
 
 static uint64_t conn_ms_since(const struct timespec *t0)
@@ -77,10 +77,37 @@ static uint64_t conn_now_ms(void)
 	return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
 }
 
+/* A libevent call failed: c can no longer be driven as intended (a side
+ * never read or written again, a deadline never firing). Fail closed: the
+ * timer callback, activated here (activation cannot fail), closes c with
+ * reason "internal" in this loop iteration; the caller may still be using
+ * c, so it is not closed here. */
+static void conn_ev_failed(struct conn *c, const char *what)
+{
+	if (c->ev_failed)
+		return;
+	c->ev_failed = true;
+	c->close_reason = "internal";
+	c->close_detail = what;
+	event_active(c->timer, EV_TIMEOUT, 1);
+}
+
+static void conn_ev_add(struct conn *c, struct event *ev, const struct timeval *tv)
+{
+	if (event_add(ev, tv) < 0)
+		conn_ev_failed(c, "event_add failed");
+}
+
+static void conn_ev_del(struct conn *c, struct event *ev)
+{
+	if (event_del(ev) < 0)
+		conn_ev_failed(c, "event_del failed");
+}
+
 static void conn_timer_ms(struct conn *c, uint64_t ms)
 {
 	struct timeval tv = { .tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
-	evtimer_add(c->timer, &tv);
+	conn_ev_add(c, c->timer, &tv);
 }
 
 static void conn_side_free(struct side *s)
@@ -116,7 +143,7 @@ void conn_close(struct conn *c)
 		  LOG_U64("bytes_out", c->upstream.bytes_read), LOG_U64("messages", c->up.msgs),
 		  LOG_U64("dropped", c->up.dropped), LOG_U64("duration_ms", conn_ms_since(&c->started)),
 		  LOG_END);
-	struct metrics_route *m = c->lst->m;
+	struct metrics_route *m = c->m;
 	metrics_gauge(m, METRICS_CONN_ACTIVE, -1);
 	metrics_add_reason(m, METRICS_CONN_CLOSED, METRICS_DIR_NONE, reason, 1);
 	if (strncmp(reason, "upstream-", 9) == 0 && c->state_was_connecting)
@@ -212,11 +239,13 @@ static int conn_write(struct conn *c, struct side *s)
 		}
 		if (n == 0)
 			break;
-		metrics_add(c->lst->m, METRICS_BYTES, dir, (uint64_t)n);
+		metrics_add(c->m, METRICS_BYTES, dir, (uint64_t)n);
 	}
 	if (evbuffer_get_length(s->out) > 0)
-		return event_add(s->wev, NULL);
-	return event_del(s->wev);
+		conn_ev_add(c, s->wev, NULL);
+	else
+		conn_ev_del(c, s->wev);
+	return 0;
 }
 
 static void conn_set_reading(struct conn *c, struct side *s, bool on)
@@ -228,9 +257,9 @@ static void conn_set_reading(struct conn *c, struct side *s, bool on)
 		return;
 	s->reading = on;
 	if (on)
-		event_add(s->rev, NULL);
+		conn_ev_add(c, s->rev, NULL);
 	else
-		event_del(s->rev);
+		conn_ev_del(c, s->rev);
 }
 
 /* After the peer of `s` closed: finish once what it sent has been written. */
@@ -268,7 +297,7 @@ static bool conn_splice_pump(struct conn *c, struct side *x)
 				moved = pulled = true;
 			} else if (n == 0) {
 				x->eof = true;
-				event_del(x->rev);
+				conn_ev_del(c, x->rev);
 				x->reading = false;
 			} else if (errno != EAGAIN) {
 				conn_fail_io(c, x, errno);
@@ -279,8 +308,8 @@ static bool conn_splice_pump(struct conn *c, struct side *x)
 			ssize_t n = splice_out(p, y->fd);
 			if (n > 0) {
 				budget = (uint64_t)n < budget ? budget - (uint64_t)n : 0;
-				metrics_add(c->lst->m, METRICS_BYTES, dir, (uint64_t)n);
-				metrics_add(c->lst->m, METRICS_BYTES_SPLICED, dir, (uint64_t)n);
+				metrics_add(c->m, METRICS_BYTES, dir, (uint64_t)n);
+				metrics_add(c->m, METRICS_BYTES_SPLICED, dir, (uint64_t)n);
 				moved = true;
 			} else if (n < 0 && errno != EAGAIN) {
 				conn_fail_io(c, y, errno);
@@ -294,11 +323,11 @@ static bool conn_splice_pump(struct conn *c, struct side *x)
 			c->worker_quiet = false;
 	}
 	if (p->len > 0) {
-		event_add(y->wev, NULL);
+		conn_ev_add(c, y->wev, NULL);
 		conn_set_reading(c, x, false);
 		return true;
 	}
-	event_del(y->wev);
+	conn_ev_del(c, y->wev);
 	if (p->left > 0 && !x->eof) {
 		conn_set_reading(c, x, true);
 		return true;
@@ -313,18 +342,38 @@ static bool conn_splice_pump(struct conn *c, struct side *x)
 	return true;
 }
 
-/* After a read: when the rest of the current frame may bypass user space
- * and nothing is queued ahead of it, hand it to the kernel. Returns false
+/* How much of the current frame from s may bypass user space: 0 unless
+ * it is at least CONN_SPLICE_MIN. */
+static uint64_t conn_splice_ready(struct conn *c, struct side *s, struct dir *d)
+{
+	if (!c->lst->cfg->splice || s->eof || s->sp.r >= 0)
+		return 0;
+	uint64_t n = relay_splice_len(c, d, s);
+	return n >= CONN_SPLICE_MIN ? n : 0;
+}
+
+/* After a read, and whenever the output s feeds drains: when the rest of
+ * the current frame may bypass user space, hand it to the kernel once
+ * nothing is queued ahead of it. Until then s is not read (the rest stays
+ * in the socket), and conn_on_write asks again when the queue is empty
+ * (pgbouncer's SBUF_EV_FLUSH): deciding only right after a read would
+ * never splice towards a worker slower than its client. Returns false
  * when c was closed. */
 static bool conn_splice_maybe(struct conn *c, struct side *s, struct dir *d)
 {
 	struct side *o = conn_other(c, s);
+	uint64_t n = conn_splice_ready(c, s, d);
 
-	if (!c->lst->cfg->splice || s->eof || evbuffer_get_length(o->out) > 0)
+	if (n == 0)
 		return true;
-	uint64_t n = relay_splice_len(c, d, s);
-	if (n < CONN_SPLICE_MIN || !splice_pipe_get(&s->sp))
+	if (evbuffer_get_length(o->out) > 0) {
+		conn_set_reading(c, s, false);
 		return true;
+	}
+	if (!splice_pipe_get(&s->sp)) {
+		conn_set_reading(c, s, true); /* no pipe: the buffered path it is */
+		return true;
+	}
 	s->sp.left = n;
 	return conn_splice_pump(c, s);
 }
@@ -336,6 +385,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	struct side *o = conn_other(c, s);
 	struct dir *d = s == &c->client ? &c->up : &c->down;
 
+	metrics_add(c->m, METRICS_WAKEUPS, s == &c->client ? METRICS_DIR_UP : METRICS_DIR_DOWN, 1);
 	if (s->sp.r >= 0) {
 		uint64_t before = s->bytes_read;
 		if (!conn_splice_pump(c, s))
@@ -375,7 +425,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 		if (cfg->idle_timeout_ms)
 			conn_timer_ms(c, cfg->idle_timeout_ms);
 		else
-			evtimer_del(c->timer);
+			conn_ev_del(c, c->timer);
 	}
 	if (c->up.drain_stop)
 		conn_set_reading(c, &c->client, false);
@@ -384,7 +434,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (s->eof) {
-		event_del(s->rev);
+		conn_ev_del(c, s->rev);
 		s->reading = false;
 		conn_finish_if_done(c, s);
 		return;
@@ -401,6 +451,7 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 	struct side *s = fd == c->client.fd ? &c->client : &c->upstream;
 	struct side *o = conn_other(c, s);
 
+	metrics_add(c->m, METRICS_WAKEUPS, s == &c->upstream ? METRICS_DIR_UP : METRICS_DIR_DOWN, 1);
 	if (o->sp.r >= 0) { /* s->out stays empty while o splices into s */
 		(void)conn_splice_pump(c, o);
 		return;
@@ -411,6 +462,13 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 	}
 	if (conn_finish_if_done(c, o))
 		return;
+	struct dir *od = o == &c->client ? &c->up : &c->down;
+	if (conn_splice_ready(c, o, od) > 0) {
+		/* o waits for this queue to empty before splicing into s */
+		if (evbuffer_get_length(s->out) == 0)
+			(void)conn_splice_maybe(c, o, od);
+		return;
+	}
 	if (evbuffer_get_length(s->out) < CONN_LWM)
 		conn_set_reading(c, o, true);
 }
@@ -421,6 +479,13 @@ static void conn_on_timeout(evutil_socket_t fd, short what, void *arg)
 	struct conn *c = arg;
 	const struct config_route *cfg = c->lst->cfg;
 
+	if (c->ev_failed) { /* close_reason and detail say which call */
+		struct log_ctx ctx = conn_ctx(c);
+		log_event(LOG_ERROR, &ctx, NULL, "error", LOG_STR("reason", "internal"),
+			  LOG_STR("detail", c->close_detail), LOG_END);
+		conn_close(c);
+		return;
+	}
 	if (c->state == CONN_CONNECTING) {
 		c->close_reason = "upstream-timeout";
 		c->close_detail = "connect_timeout_ms";
@@ -517,13 +582,15 @@ void conn_start(struct listener *l, uint64_t id, int fd, const struct sockaddr *
 	}
 	c->id = id;
 	c->lst = l;
+	c->m = l->m;
+	snprintf(c->route, sizeof(c->route), "%s", cfg->name);
 	c->next = l->conns;
 	if (l->conns)
 		l->conns->prev = c;
 	l->conns = c;
 	l->n_conns++;
-	metrics_add(l->m, METRICS_CONN_ACCEPTED, METRICS_DIR_NONE, 1);
-	metrics_gauge(l->m, METRICS_CONN_ACTIVE, 1);
+	metrics_add(c->m, METRICS_CONN_ACCEPTED, METRICS_DIR_NONE, 1);
+	metrics_gauge(c->m, METRICS_CONN_ACTIVE, 1);
 	clock_gettime(CLOCK_MONOTONIC, &c->started);
 	c->last_active_ms = conn_now_ms();
 	memcpy(&c->peer_sa, sa, salen < sizeof(c->peer_sa) ? salen : sizeof(c->peer_sa));

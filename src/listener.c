@@ -106,11 +106,25 @@ static void listener_on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	conn_start(l, id, fd, sa, (socklen_t)salen, !allowed);
 }
 
+/* A libevent call of the listener failed: say so, once per failure. */
+static void listener_ev_failed(struct listener *l, const char *detail)
+{
+	struct log_ctx ctx = listener_ctx(l);
+	log_event(LOG_ERROR, &ctx, NULL, "error", LOG_STR("reason", "listen"),
+		  LOG_STR("detail", detail), LOG_END);
+}
+
 static void listener_on_resume(evutil_socket_t fd, short what, void *arg)
 {
 	struct listener *l = arg;
-	if (l->lev)
-		evconnlistener_enable(l->lev);
+	struct timeval tv = { .tv_sec = 0, .tv_usec = 100 * 1000 };
+
+	if (l->lev && evconnlistener_enable(l->lev) < 0) {
+		/* still paused: try again rather than stay deaf */
+		listener_ev_failed(l, "cannot resume accepting: retrying in 100 ms");
+		if (evtimer_add(l->resume_timer, &tv) < 0)
+			listener_ev_failed(l, "cannot schedule resuming: the route no longer accepts");
+	}
 }
 
 /* accept() failing (EMFILE, ENFILE, ENOMEM) would fire again at once: pause
@@ -124,8 +138,10 @@ static void listener_on_error(struct evconnlistener *lev, void *arg)
 
 	log_event(LOG_ERROR, &ctx, &l->rl, "error", LOG_STR("reason", "accept"),
 		  LOG_STR("detail", strerror(err)), LOG_END);
-	evconnlistener_disable(lev);
-	evtimer_add(l->resume_timer, &tv);
+	if (evconnlistener_disable(lev) < 0)
+		listener_ev_failed(l, "cannot pause accepting");
+	else if (evtimer_add(l->resume_timer, &tv) < 0)
+		listener_ev_failed(l, "cannot schedule resuming: the route no longer accepts");
 }
 
 static void listener_on_tick(evutil_socket_t fd, short what, void *arg)
@@ -175,8 +191,15 @@ static void listener_on_probe_timer(evutil_socket_t fd, short what, void *arg)
 	struct timeval every = { LISTENER_PROBE_EVERY_MS / 1000, 0 };
 	struct timeval tmo = { 0, LISTENER_PROBE_TIMEOUT_MS * 1000 };
 
-	evtimer_add(l->probe_timer, &every);
-	if (l->probe == LISTENER_PROBE_OFF || l->probe_fd >= 0)
+	if (l->probe == LISTENER_PROBE_OFF)
+		return;
+	if (evtimer_add(l->probe_timer, &every) < 0) {
+		/* no further probes: /readyz must not go on trusting the last one */
+		listener_ev_failed(l, "cannot schedule the upstream probe: reporting down");
+		l->probe = LISTENER_PROBE_DOWN;
+		return;
+	}
+	if (l->probe_fd >= 0)
 		return;
 	l->probe_fd = socket(up->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (l->probe_fd < 0)

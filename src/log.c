@@ -31,6 +31,9 @@
 /* Token bucket: sustained lines per second, and burst size. */
 #define LOG_RL_RATE 20.0
 #define LOG_RL_BURST 100.0
+/* Every source of a route together (many addresses flooding at once). */
+#define LOG_RL_TOTAL_RATE 200.0
+#define LOG_RL_TOTAL_BURST 1000.0
 
 static enum log_level log_min = LOG_INFO;
 static enum log_format log_fmt = LOG_FORMAT_JSON;
@@ -322,27 +325,97 @@ static uint64_t log_mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* The slot counting this event. When all slots hold other names, the last
- * slot is renamed "*" and shared by every event without a slot of its own:
- * an attacker who finds a ninth event still cannot flood the log. Names are
- * compared on their first 15 bytes (the slot's size). */
-static size_t log_rl_slot(struct log_ratelimit *rl, const char *event, uint64_t now)
+/* The bucket counting this event. When all slots hold other names, the
+ * last slot is renamed "*" and shared by every event without a slot of its
+ * own: an attacker who finds a ninth event still cannot flood the log.
+ * Names are compared on their first 15 bytes (the slot's size). */
+static size_t log_rl_slot(struct log_rl_bucket *slot, const char *event, uint64_t now)
 {
-	const size_t klen = sizeof(rl->slot[0].event);
+	const size_t klen = sizeof(slot[0].event);
 	for (size_t i = 0; i < LOG_RL_EVENTS; i++) {
-		if (rl->slot[i].event[0] == '\0') {
+		if (slot[i].event[0] == '\0') {
 			/* Free slot (zeroed state): claim it with a full bucket. */
-			snprintf(rl->slot[i].event, klen, "%s", event);
-			rl->slot[i].tokens = LOG_RL_BURST;
-			rl->slot[i].last_ms = now;
-			rl->slot[i].suppressed = 0;
+			snprintf(slot[i].event, klen, "%s", event);
+			slot[i].tokens = LOG_RL_BURST;
+			slot[i].last_ms = now;
+			slot[i].suppressed = 0;
 			return i;
 		}
-		if (strncmp(rl->slot[i].event, event, klen - 1) == 0)
+		if (strncmp(slot[i].event, event, klen - 1) == 0)
 			return i;
 	}
-	snprintf(rl->slot[LOG_RL_EVENTS - 1].event, klen, "*");
+	snprintf(slot[LOG_RL_EVENTS - 1].event, klen, "*");
 	return LOG_RL_EVENTS - 1;
+}
+
+/* Refill b for the time since its last refill, capped at burst. A clock
+ * that went backwards (or a bucket stamped ahead by a test) refills
+ * nothing until it catches up. */
+static void log_rl_refill(struct log_rl_bucket *b, uint64_t now, double rate, double burst)
+{
+	if (now > b->last_ms) {
+		double t = b->tokens + (double)(now - b->last_ms) * rate / 1000.0;
+		b->tokens = t > burst ? burst : t;
+		b->last_ms = now;
+	}
+}
+
+/* "a.b.c.d:port" -> "a.b.c.d", "[v6]:port" -> "[v6]": a source is an
+ * address, so a flood over many connections shares one bucket. */
+static void log_rl_addr(char *out, size_t len, const char *peer)
+{
+	const char *colon = peer ? strrchr(peer, ':') : NULL;
+	size_t n = peer == NULL ? 0 : colon && colon != peer && colon[-1] != ':' ? (size_t)(colon - peer)
+										  : strlen(peer);
+	if (n >= len)
+		n = len - 1;
+	if (n)
+		memcpy(out, peer, n);
+	out[n] = '\0';
+}
+
+/* Report what a source's buckets suppressed, and reset the counts. */
+static void log_rl_report(const struct log_ctx *ctx, struct log_rl_source *src)
+{
+	struct log_ctx c = { .route = ctx ? ctx->route : NULL, .peer = src->addr[0] ? src->addr : NULL };
+	for (size_t i = 0; i < LOG_RL_EVENTS; i++) {
+		struct log_field pre[2];
+		if (src->slot[i].suppressed == 0)
+			continue;
+		pre[0] = LOG_STR("of", src->slot[i].event);
+		pre[1] = LOG_U64("count", src->slot[i].suppressed);
+		src->slot[i].suppressed = 0;
+		/* Not level-filtered: a count exists only for lines that passed
+		 * the filter, and losing it would hide the flood. */
+		log_emit(LOG_WARN, &c, "suppressed", pre, 2, NULL);
+	}
+}
+
+/* The table entry of this source: found, a free one, or the least recently
+ * used one, reported first so no count is lost. */
+static struct log_rl_source *log_rl_source(struct log_ratelimit *rl, const struct log_ctx *ctx)
+{
+	char addr[sizeof(rl->src[0].addr)];
+	struct log_rl_source *victim = NULL;
+
+	log_rl_addr(addr, sizeof(addr), ctx ? ctx->peer : NULL);
+	for (size_t i = 0; i < LOG_RL_SOURCES; i++) {
+		struct log_rl_source *s = &rl->src[i];
+		if (s->used && strcmp(s->addr, addr) == 0)
+			return s;
+		if (!s->used) {
+			if (victim == NULL || victim->used)
+				victim = s;
+		} else if (victim == NULL || (victim->used && s->stamp < victim->stamp)) {
+			victim = s;
+		}
+	}
+	if (victim->used)
+		log_rl_report(ctx, victim);
+	memset(victim, 0, sizeof(*victim));
+	victim->used = true;
+	snprintf(victim->addr, sizeof(victim->addr), "%s", addr);
+	return victim;
 }
 
 void log_event_v(enum log_level lvl, const struct log_ctx *ctx, struct log_ratelimit *rl,
@@ -358,23 +431,27 @@ void log_event_v(enum log_level lvl, const struct log_ctx *ctx, struct log_ratel
 	/* Errors are rare and operator-relevant: never limited. */
 	if (rl && lvl < LOG_ERROR) {
 		uint64_t now = log_mono_ms();
-		size_t k = log_rl_slot(rl, event, now);
-		/* A clock that went backwards (or a slot stamped ahead by a
-		 * test) refills nothing until it catches up. */
-		if (now > rl->slot[k].last_ms) {
-			double t = rl->slot[k].tokens +
-				   (double)(now - rl->slot[k].last_ms) * LOG_RL_RATE / 1000.0;
-			rl->slot[k].tokens = t > LOG_RL_BURST ? LOG_RL_BURST : t;
-			rl->slot[k].last_ms = now;
+		struct log_rl_source *src = log_rl_source(rl, ctx);
+		size_t k = log_rl_slot(src->slot, event, now);
+		struct log_rl_bucket *b = &src->slot[k];
+
+		src->stamp = ++rl->clock;
+		if (rl->total.event[0] == '\0') {
+			snprintf(rl->total.event, sizeof(rl->total.event), "total");
+			rl->total.tokens = LOG_RL_TOTAL_BURST;
+			rl->total.last_ms = now;
 		}
-		if (rl->slot[k].tokens < 1.0) {
-			rl->slot[k].suppressed++;
+		log_rl_refill(b, now, LOG_RL_RATE, LOG_RL_BURST);
+		log_rl_refill(&rl->total, now, LOG_RL_TOTAL_RATE, LOG_RL_TOTAL_BURST);
+		if (b->tokens < 1.0 || rl->total.tokens < 1.0) {
+			b->suppressed++; /* counted where it belongs: this source */
 			return;
 		}
-		rl->slot[k].tokens -= 1.0;
-		if (rl->slot[k].suppressed) {
-			pre[npre++] = LOG_U64("suppressed", rl->slot[k].suppressed);
-			rl->slot[k].suppressed = 0;
+		b->tokens -= 1.0;
+		rl->total.tokens -= 1.0;
+		if (b->suppressed) {
+			pre[npre++] = LOG_U64("suppressed", b->suppressed);
+			b->suppressed = 0;
 		}
 	}
 	log_emit(lvl, ctx, event, pre, npre, fields);
@@ -384,15 +461,7 @@ void log_ratelimit_flush(const struct log_ctx *ctx, struct log_ratelimit *rl)
 {
 	if (rl == NULL)
 		return;
-	for (size_t i = 0; i < LOG_RL_EVENTS; i++) {
-		struct log_field pre[2];
-		if (rl->slot[i].suppressed == 0)
-			continue;
-		pre[0] = LOG_STR("of", rl->slot[i].event);
-		pre[1] = LOG_U64("count", rl->slot[i].suppressed);
-		rl->slot[i].suppressed = 0;
-		/* Not level-filtered: a count exists only for lines that passed
-		 * the filter, and losing it would hide the flood. */
-		log_emit(LOG_WARN, ctx, "suppressed", pre, 2, NULL);
-	}
+	for (size_t i = 0; i < LOG_RL_SOURCES; i++)
+		if (rl->src[i].used)
+			log_rl_report(ctx, &rl->src[i]);
 }

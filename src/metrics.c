@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -35,6 +36,11 @@
 #define METRICS_HTTP_MAX_HEADERS 4096 /* a scrape request is a few hundred bytes */
 #define METRICS_HTTP_MAX_BODY 1024    /* GET has none; small POSTs still get 405 */
 #define METRICS_HTTP_BACKLOG 64
+/* Open connections at most: scrapers and probes need a handful, and every
+ * one is a descriptor the routes may need (an endpoint that takes them all
+ * makes the routes' accept() and dials fail). Beyond it accepting pauses
+ * until one closes; idle ones close after METRICS_HTTP_TIMEOUT_S. */
+#define METRICS_HTTP_MAX_CONNS 32
 #define METRICS_OTHER_REASON "other"
 
 enum metrics_type { METRICS_T_counter, METRICS_T_gauge };
@@ -372,13 +378,27 @@ int metrics_render(struct evbuffer *out)
 /* ---- HTTP endpoint ---- */
 
 struct metrics_http {
+	struct metrics_http *next;  /* live endpoints (two while a reload moves it) */
 	struct evhttp *http;        /* the server; owns the bound listener */
 	struct event *resume_timer; /* re-enables accepting after an accept error */
-	struct evconnlistener *lev; /* the bound socket (owned by http) */
+	struct evconnlistener *lev; /* the bound socket (owned by http); its callback
+				       argument is evhttp's, not ours */
 	metrics_ready_fn ready;     /* readiness callback, may be NULL */
 	void *ready_arg;
 	char listen_text[128];      /* for log lines */
+	unsigned n_conns;           /* connections evhttp has open (counted at their
+				       bufferevent's creation, uncounted by closecb) */
+	bool full;                  /* accepting paused: n_conns reached the cap */
+	bool error_paused;          /* accepting paused after accept() failed */
+	bool stopping;              /* evhttp_free is closing everything: count nothing */
+	struct event *track;        /* runs after evhttp's accept: sets the closecbs */
+	struct bufferevent *pending[METRICS_HTTP_MAX_CONNS]; /* created, closecb not yet set */
+	unsigned n_pending;
 };
+
+/* Every started endpoint: the listener's error callback only gets evhttp's
+ * argument, so it finds its endpoint here by listener. */
+static struct metrics_http *metrics_http_live;
 
 static void metrics_http_reply(struct evhttp_request *req, int code, const char *reason,
 			       const char *ctype, struct evbuffer *body)
@@ -457,24 +477,100 @@ static void metrics_http_on_request(struct evhttp_request *req, void *arg)
 	metrics_http_text(req, HTTP_NOTFOUND, "Not Found", "not found\n");
 }
 
+/* Accept while neither the cap nor an accept error pauses it. */
+static void metrics_http_accepting(struct metrics_http *h)
+{
+	int rc = h->full || h->error_paused ? evconnlistener_disable(h->lev)
+					    : evconnlistener_enable(h->lev);
+	if (rc < 0)
+		log_event(LOG_ERROR, NULL, NULL, "error", LOG_STR("reason", "metrics-accept"),
+			  LOG_STR("listen", h->listen_text),
+			  LOG_STR("detail", "cannot pause or resume accepting"), LOG_END);
+}
+
 static void metrics_http_on_resume(evutil_socket_t fd, short what, void *arg)
 {
 	struct metrics_http *h = arg;
-	evconnlistener_enable(h->lev);
+	h->error_paused = false;
+	metrics_http_accepting(h);
+}
+
+static void metrics_http_on_close(struct evhttp_connection *evcon, void *arg)
+{
+	struct metrics_http *h = arg;
+
+	if (h->stopping || h->n_conns == 0)
+		return;
+	h->n_conns--;
+	if (h->full && h->n_conns < METRICS_HTTP_MAX_CONNS) {
+		h->full = false;
+		metrics_http_accepting(h);
+	}
+}
+
+/* evhttp creates each accepted connection's bufferevent here (so each is
+ * counted), then the connection around it; once evhttp's accept callback
+ * has returned, the track event gives each connection a closecb. libevent
+ * 2.1 has no evhttp_set_max_connections. */
+static struct bufferevent *metrics_http_on_bev(struct event_base *base, void *arg)
+{
+	struct metrics_http *h = arg;
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+
+	if (bev == NULL || h->n_pending == METRICS_HTTP_MAX_CONNS)
+		return bev; /* not counted: closes by evhttp's timeout like the rest */
+	h->pending[h->n_pending++] = bev;
+	event_active(h->track, EV_TIMEOUT, 1);
+	if (++h->n_conns >= METRICS_HTTP_MAX_CONNS && !h->full) {
+		h->full = true;
+		log_event(LOG_WARN, NULL, NULL, "error", LOG_STR("reason", "metrics-busy"),
+			  LOG_STR("listen", h->listen_text),
+			  LOG_U64("connections", h->n_conns), LOG_END);
+		metrics_http_accepting(h);
+	}
+	return bev;
+}
+
+static void metrics_http_on_track(evutil_socket_t fd, short what, void *arg)
+{
+	struct metrics_http *h = arg;
+
+	for (unsigned i = 0; i < h->n_pending; i++) {
+		void *evcon = NULL;
+		bufferevent_getcb(h->pending[i], NULL, NULL, NULL, &evcon);
+		if (evcon)
+			evhttp_connection_set_closecb(evcon, metrics_http_on_close, h);
+		else if (h->n_conns > 0)
+			h->n_conns--; /* evhttp did not take it */
+	}
+	h->n_pending = 0;
 }
 
 /* accept() failing (EMFILE...) would fire again at once: pause briefly
- * instead of spinning, as the route listeners do. */
+ * instead of spinning, as the route listeners do. The argument is evhttp's
+ * (evhttp_bind_listener replaced ours), so the endpoint is found by lev. */
 static void metrics_http_on_accept_error(struct evconnlistener *lev, void *arg)
 {
-	struct metrics_http *h = arg;
 	struct timeval tv = { .tv_sec = 0, .tv_usec = 100 * 1000 };
 	int err = errno;
+	struct metrics_http *h = metrics_http_live;
 
+	(void)arg;
+	while (h && h->lev != lev)
+		h = h->next;
 	log_event(LOG_ERROR, NULL, NULL, "error", LOG_STR("reason", "metrics-accept"),
-		  LOG_STR("listen", h->listen_text), LOG_STR("detail", strerror(err)), LOG_END);
-	evconnlistener_disable(lev);
-	evtimer_add(h->resume_timer, &tv);
+		  LOG_STR("listen", h ? h->listen_text : "?"), LOG_STR("detail", strerror(err)),
+		  LOG_END);
+	if (h == NULL) {
+		(void)evconnlistener_disable(lev); /* cannot happen: every lev is listed */
+		return;
+	}
+	h->error_paused = true;
+	metrics_http_accepting(h);
+	if (evtimer_add(h->resume_timer, &tv) < 0) {
+		h->error_paused = false; /* never stay deaf: spin rather than stop serving */
+		metrics_http_accepting(h);
+	}
 }
 
 struct metrics_http *metrics_http_start(struct event_base *base, const struct config_addr *listen,
@@ -494,7 +590,8 @@ struct metrics_http *metrics_http_start(struct event_base *base, const struct co
 		goto fail;
 	}
 	if ((h->http = evhttp_new(base)) == NULL ||
-	    (h->resume_timer = evtimer_new(base, metrics_http_on_resume, h)) == NULL)
+	    (h->resume_timer = evtimer_new(base, metrics_http_on_resume, h)) == NULL ||
+	    (h->track = event_new(base, -1, 0, metrics_http_on_track, h)) == NULL)
 		goto fail;
 	/* Bind ourselves (the address is already resolved) and hand the
 	 * listener to evhttp, which sets its accept callback. */
@@ -514,6 +611,9 @@ struct metrics_http *metrics_http_start(struct event_base *base, const struct co
 		goto fail;
 	}
 	evconnlistener_set_error_cb(h->lev, metrics_http_on_accept_error);
+	evhttp_set_bevcb(h->http, metrics_http_on_bev, h);
+	h->next = metrics_http_live;
+	metrics_http_live = h;
 	/* Every method reaches our callback, which answers 405 itself
 	 * (evhttp's own refusal is 501). */
 	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
@@ -539,6 +639,14 @@ void metrics_http_stop(struct metrics_http *h)
 {
 	if (h == NULL)
 		return;
+	for (struct metrics_http **pp = &metrics_http_live; *pp; pp = &(*pp)->next)
+		if (*pp == h) {
+			*pp = h->next;
+			break;
+		}
+	h->stopping = true;
+	if (h->track)
+		event_free(h->track);
 	if (h->http)
 		evhttp_free(h->http); /* frees the bound listener and open connections */
 	else if (h->lev)

@@ -25,7 +25,7 @@
 
 static struct log_ctx relay_ctx(const struct conn *c)
 {
-	return (struct log_ctx){ .route = c->lst->cfg->name, .conn = c->id, .peer = c->peer };
+	return (struct log_ctx){ .route = c->route, .conn = c->id, .peer = c->peer };
 }
 
 /* Record why the connection must close and return -1 for the caller. The
@@ -208,6 +208,9 @@ static int relay_handshake(struct conn *c, struct dir *d, struct side *src, stru
 	}
 	if (evbuffer_remove_buffer(src->in, dst->out, hlen + size) != (int)(hlen + size))
 		return relay_fail(c, d, "internal", "move failed");
+	if (cmd == ZMTP_CMD_READY)
+		d->subscriber = strcmp(ready.socket_type, "SUB") == 0 ||
+				strcmp(ready.socket_type, "XSUB") == 0;
 	/* ERROR: the worker's reason reaches the client; the sender then closes. */
 	d->phase = cmd == ZMTP_CMD_ERROR ? DIR_ERRORED : DIR_TRAFFIC;
 	return 0;
@@ -282,9 +285,9 @@ static int relay_judge(struct conn *c, struct dir *d, struct side *src, struct s
 			if (relay_flush(src, dst, fwd) < 0)
 				return relay_fail(c, d, "internal", "move failed");
 			if (cfg->on_violation == CONFIG_ON_VIOLATION_CLOSE) {
-				metrics_add_reason(c->lst->m, METRICS_MSGS_DROPPED, METRICS_DIR_UP,
+				metrics_add_reason(c->m, METRICS_MSGS_DROPPED, METRICS_DIR_UP,
 						   d->drop_reason, 1);
-				metrics_add_reason(c->lst->m, METRICS_FRAMES_DROPPED, METRICS_DIR_UP,
+				metrics_add_reason(c->m, METRICS_FRAMES_DROPPED, METRICS_DIR_UP,
 						   d->drop_reason, d->frame_idx + 1);
 				c->close_reason = d->drop_reason;
 				c->close_detail = d->ins->opcode;
@@ -394,7 +397,23 @@ static int relay_on_command(struct conn *c, struct dir *d, struct side *src, siz
 		return relay_fail(c, d, "internal", "copyout failed");
 	if (zmtp_command_parse(body, n, &cmd, &why) != ZMTP_OK)
 		return relay_fail(c, d, "bad-command", why);
-	/* Commands are not part of a message: they may pass ahead of held frames. */
+	if (cmd == ZMTP_CMD_SUBSCRIBE || cmd == ZMTP_CMD_CANCEL) {
+		/* libzmq hands these to every application as a message
+		 * (\x09SUBSCRIBE..., \x06CANCEL...): only a subscriber has a
+		 * reason to send them. */
+		if (!d->subscriber)
+			return relay_fail(c, d, "bad-command",
+					  "SUBSCRIBE or CANCEL from a peer that is not SUB or XSUB");
+		/* libzmq delivers one sent between two frames of a message in
+		 * stream order, splitting it ([f1, SUB], [f2]); passed ahead of
+		 * held frames it would arrive first. libzmq never sends one
+		 * inside a message (a subscription is a message of its own). */
+		if (d->in_msg)
+			return relay_fail(c, d, "bad-command", "SUBSCRIBE or CANCEL inside a message");
+	}
+	/* PING and PONG are not part of a message and the worker's engine
+	 * consumes them (libzmq sends its heartbeats between any two frames):
+	 * they may pass ahead of held frames. */
 	*fwd += d->parsed;
 	d->parsed = 0;
 	d->dest = FRAME_FWD;
@@ -416,13 +435,13 @@ static void relay_frame_done(struct conn *c, struct dir *d)
 		return;
 	}
 	if (d->msg == MSG_DROP) {
-		metrics_add_reason(c->lst->m, METRICS_MSGS_DROPPED, dir, d->drop_reason, 1);
-		metrics_add_reason(c->lst->m, METRICS_FRAMES_DROPPED, dir, d->drop_reason, frames);
+		metrics_add_reason(c->m, METRICS_MSGS_DROPPED, dir, d->drop_reason, 1);
+		metrics_add_reason(c->m, METRICS_FRAMES_DROPPED, dir, d->drop_reason, frames);
 	} else {
-		metrics_add(c->lst->m, METRICS_MSGS_FORWARDED, dir, 1);
-		metrics_add(c->lst->m, METRICS_FRAMES_FORWARDED, dir, frames);
+		metrics_add(c->m, METRICS_MSGS_FORWARDED, dir, 1);
+		metrics_add(c->m, METRICS_FRAMES_FORWARDED, dir, frames);
 		if (d->would_drop)
-			metrics_add_reason(c->lst->m, METRICS_MSGS_WOULD_DROP, dir, d->drop_reason, 1);
+			metrics_add_reason(c->m, METRICS_MSGS_WOULD_DROP, dir, d->drop_reason, 1);
 	}
 	d->would_drop = false;
 	d->in_msg = false;
@@ -618,8 +637,8 @@ static int relay_traffic(struct conn *c, struct dir *d, struct side *src, struct
 		}
 	}
 	/* counted once per read, not per message */
-	metrics_add(c->lst->m, METRICS_MSGS_FORWARDED, mdir, fast_msgs);
-	metrics_add(c->lst->m, METRICS_FRAMES_FORWARDED, mdir, fast_frames);
+	metrics_add(c->m, METRICS_MSGS_FORWARDED, mdir, fast_msgs);
+	metrics_add(c->m, METRICS_FRAMES_FORWARDED, mdir, fast_frames);
 	if (rc < 0)
 		return -1;
 	return relay_flush(src, dst, &fwd) < 0 ? relay_fail(c, d, "internal", "move failed") : 0;

@@ -40,6 +40,11 @@ struct config_addr {
 #define CONFIG_DEF_MAX_MESSAGE (256ull << 20)
 #define CONFIG_DEF_HANDSHAKE_MS 10000u
 #define CONFIG_DEF_MAX_CONNS 1024u
+/* One source address may hold 64 of the 1,024: more than the engines'
+ * own fan-in from one host (a connection per socket per process: DP ranks,
+ * tokenizer and detokenizer processes, a few dozen at most), and at least
+ * 16 sources are needed to fill a route. */
+#define CONFIG_DEF_MAX_CONNS_PER_PEER 64u
 #define CONFIG_DEF_CONNECT_MS 5000u
 #define CONFIG_DEF_DRAIN_MS 10000u
 

@@ -15,6 +15,7 @@
 struct event;
 struct evbuffer;
 struct listener;
+struct metrics_route;
 
 /* One socket and the bytes queued on either side of it. */
 struct side {
@@ -70,6 +71,8 @@ struct dir {
 	bool in_msg;               /* a data frame with MORE was seen: mid-message */
 	bool would_drop;           /* log-only: the message being relayed has a pickle */
 	bool drain_stop;           /* draining: parsing stopped at a message boundary */
+	bool subscriber;           /* the sender's Socket-Type is SUB or XSUB: it may send
+				      SUBSCRIBE and CANCEL */
 	uint32_t frame_idx;        /* index of the current frame in its message */
 	uint64_t msg_bytes;        /* declared bytes of the message so far */
 	uint64_t frame_seen;       /* body bytes of the current frame seen */
@@ -91,12 +94,16 @@ struct conn {
 	uint64_t id;
 	enum conn_state state;
 	struct listener *lst;         /* route runtime */
+	struct metrics_route *m;      /* the route's metrics entry at accept, and */
+	char route[64];               /* its name at accept: a reload renaming the route
+					 must not move this connection's gauge or labels */
 	struct side client, upstream;
 	struct dir up, down;          /* up: client->worker, down: worker->client */
 	struct event *timer;          /* connect, then handshake deadline, then idle check */
 	bool handshake_done;          /* both handshake frames relayed */
 	bool state_was_connecting;    /* closed while dialling: an upstream failure */
 	bool worker_quiet;            /* draining: no worker bytes since the last drain tick */
+	bool ev_failed;               /* a libevent call failed: closing (see conn_ev_failed) */
 	uint64_t last_active_ms;      /* monotonic ms of the last byte read, for idle_timeout */
 	char peer[64];                /* "ip:port" for logs */
 	struct sockaddr_storage peer_sa;

@@ -4,6 +4,7 @@
 #ifndef ZMTPFW_LOG_H
 #define ZMTPFW_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,16 +20,31 @@ struct log_ctx {
 	const char *peer;  /* "ip:port" */
 };
 
-/* Per-route, per-event rate limiter (token bucket). Embedded in the route's
- * runtime state; zero-initialised is valid. */
+/* Per-route rate limiter, kept per (event, source address) so one source
+ * flooding cannot hide another's lines: each source address gets its own
+ * token bucket per event (LOG_RL_EVENTS names, then a shared "*"), in a
+ * table of LOG_RL_SOURCES addresses (the least recently logged one is
+ * reported and evicted for a new one). A route-wide bucket ten times a
+ * source's bounds what many addresses together can write. Embedded in the
+ * route's runtime state; zero-initialised is valid. */
 #define LOG_RL_EVENTS 8
+#define LOG_RL_SOURCES 64
+struct log_rl_bucket {
+	char event[16];      /* event name this bucket counts ("" = free) */
+	double tokens;       /* available lines */
+	uint64_t last_ms;    /* last refill, monotonic ms */
+	uint64_t suppressed; /* lines dropped since the last one written */
+};
+struct log_rl_source {
+	char addr[48];       /* peer address without port; "" for lines without a peer */
+	bool used;           /* slot taken */
+	uint64_t stamp;      /* last line logged, on the limiter's own clock (for eviction) */
+	struct log_rl_bucket slot[LOG_RL_EVENTS];
+};
 struct log_ratelimit {
-	struct {
-		char event[16];      /* event name this slot counts */
-		double tokens;       /* available lines */
-		uint64_t last_ms;    /* last refill, monotonic ms */
-		uint64_t suppressed; /* lines dropped since the last one written */
-	} slot[LOG_RL_EVENTS];
+	struct log_rl_bucket total;  /* route-wide: every source together */
+	uint64_t clock;              /* bumped per line: recency for eviction */
+	struct log_rl_source src[LOG_RL_SOURCES];
 };
 
 /* Typed extra fields: a NULL-terminated list built with these macros.
@@ -57,15 +73,16 @@ struct log_field {
 
 /* Write one event. rl may be NULL (never limited). When rl suppresses the
  * line, the count is carried as "suppressed":N on the next line written for
- * that event. Returns nothing: logging never fails the caller. */
+ * that event and source. Returns nothing: logging never fails the caller. */
 void log_event_v(enum log_level lvl, const struct log_ctx *ctx,
 		 struct log_ratelimit *rl, const char *event,
 		 const struct log_field *fields);
 #define log_event(lvl, ctx, rl, event, ...) \
 	log_event_v((lvl), (ctx), (rl), (event), (const struct log_field[]){ __VA_ARGS__ })
 
-/* Emit "suppressed" summary lines for counts still pending (called from a
- * 1 s timer so a burst that stops is still accounted for). */
+/* Emit "suppressed" summary lines (with the source as "peer") for counts
+ * still pending (called from a 1 s timer so a burst that stops is still
+ * accounted for). */
 void log_ratelimit_flush(const struct log_ctx *ctx, struct log_ratelimit *rl);
 
 /* Escape up to max bytes of p as JSON string content into buf (always NUL

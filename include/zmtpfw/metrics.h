@@ -66,6 +66,9 @@ struct evbuffer;
 	  "Bytes relayed (greeting, commands and frames)")                                       \
 	X(BYTES_SPLICED, counter, "zmtpfw_spliced_bytes_total", METRICS_L_ROUTE | METRICS_L_DIR,  \
 	  "Of those, judged frame-body bytes moved socket to socket by splice(2)")              \
+	X(WAKEUPS, counter, "zmtpfw_wakeups_total", METRICS_L_ROUTE | METRICS_L_DIR,              \
+	  "Read and write events handled, by the direction they move: a connection spinning "    \
+	  "on an event shows as a climb with no bytes behind it")                                \
 	X(RELOADS, counter, "zmtpfw_config_reloads_total", METRICS_L_RESULT,                     \
 	  "Configuration reloads (SIGHUP), by result")                                          \
 	X(BUILD_INFO, gauge, "zmtpfw_build_info", METRICS_L_VERSION,                             \
@@ -156,10 +159,12 @@ struct metrics_http;
  * ready may be NULL: always ready). Other paths 404, other known methods
  * 405 (methods libevent cannot parse get its own 501).
  * Scrape-sized limits: 4 KiB of headers, 1 KiB of body, 10 s read/write
- * timeouts. libevent 2.1 cannot cap concurrent evhttp connections
- * (evhttp_set_max_connections is 2.2+), so bind the endpoint to loopback or
- * a monitoring network only. Logs "metrics-listening"; on failure (bind
- * error) logs "error" reason "metrics-listen" and returns NULL. */
+ * timeouts, at most 32 open connections (accepting pauses at the cap and
+ * logs "error" reason "metrics-busy"; libevent 2.1 has no
+ * evhttp_set_max_connections, so metrics.c counts them itself). Bind the
+ * endpoint to loopback or a monitoring network only: it has no
+ * authentication. Logs "metrics-listening"; on failure (bind error) logs
+ * "error" reason "metrics-listen" and returns NULL. */
 struct metrics_http *metrics_http_start(struct event_base *base, const struct config_addr *listen,
 					metrics_ready_fn ready, void *arg);
 void metrics_http_stop(struct metrics_http *h);

@@ -146,7 +146,8 @@ relay_start() {
 			routes = ( { name = "bench"; listen = "127.0.0.1:$P_FW"; upstream = "127.0.0.1:$P_UP";
 			             allow = [ "127.0.0.0/8" ]; pickle = "drop"; on_violation = "drop-message";
 			             max_frame_size = 268435456; max_message_size = 268435456;
-			             max_connections = $(((IDLE_N > TR_CONNS ? IDLE_N : TR_CONNS) + 100)); } );
+			             max_connections = $(((IDLE_N > TR_CONNS ? IDLE_N : TR_CONNS) + 100));
+			             max_connections_per_peer = 0; } );
 		EOF
 		start "$FW" -c "$cfg" 2>"$log"
 		RELAY_PID=$LAST

@@ -177,14 +177,15 @@ def matches(d, crit):
 # --- zmtpfw process -----------------------------------------------------------
 
 class Zmtpfw:
-    def __init__(self, args, workdir, name="zmtpfw"):
+    def __init__(self, args, workdir, name="zmtpfw", env=None):
         self.args = [str(zmtpfw_bin())] + [str(a) for a in args]
         self.log_path = Path(workdir) / f"{name}.log"
         self.out_path = Path(workdir) / f"{name}.out"
         self.expect_exit = False
         with open(self.log_path, "wb") as err, open(self.out_path, "wb") as out:
             self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=err, start_new_session=True, cwd=workdir)
+                                         stderr=err, start_new_session=True, cwd=workdir,
+                                         env=None if env is None else {**os.environ, **env})
         self.routes = {}
 
     def raw_lines(self):

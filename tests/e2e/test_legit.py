@@ -3,7 +3,6 @@
 import hashlib
 import os
 import subprocess
-import time
 import uuid
 
 import pytest
@@ -13,6 +12,8 @@ import payloads as P
 import zmtp_raw as Z
 from conftest import make_route, wait_until, zsock
 
+
+SENTINEL = P.json_frame({"sentinel": True})
 
 def setup_route(start_worker, start_zmtpfw, sock_type="PULL", mode="enforce", **route_kw):
     w = start_worker(sock_type)
@@ -38,9 +39,9 @@ def test_json_single_and_multipart(start_worker, start_zmtpfw, zctx):
     s = zsock(zctx, zmq.PUSH, zf.endpoint("w"))
     for m in sent:
         s.send_multipart(m)
-    w.wait_messages(len(sent))
-    time.sleep(0.1)
-    assert w.messages() == sent
+    s.send(SENTINEL)  # PUSH keeps order: nothing of `sent` arrives after it
+    w.wait_message([SENTINEL])
+    assert w.messages() == sent + [[SENTINEL]]
     no_drops(zf)
 
 
@@ -56,9 +57,11 @@ def test_msgpack_single_and_multipart(start_worker, start_zmtpfw, zctx):
     s = zsock(zctx, zmq.PUSH, zf.endpoint("w"))
     for m in sent:
         s.send_multipart(m)
-    w.wait_messages(len(sent))
-    time.sleep(0.1)
+    s.send(SENTINEL)
+    w.wait_message([SENTINEL])
     got = w.messages()
+    assert got[-1] == [SENTINEL]
+    got = got[:-1]
     for name, (a, b) in zip(list(frames) + ["all", "mixed"], zip(sent, got)):
         assert a == b, f"msgpack {name}: sent {a!r:.200}, worker got {b!r:.200}"
     assert got == sent

@@ -10,6 +10,7 @@ on SIGHUP reload are marked "lead:" in their messages.
 import http.client
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -180,6 +181,7 @@ FAMILIES = {
     "zmtpfw_frames_dropped_total": "counter",
     "zmtpfw_relayed_bytes_total": "counter",
     "zmtpfw_spliced_bytes_total": "counter",
+    "zmtpfw_wakeups_total": "counter",
     "zmtpfw_config_reloads_total": "counter",
     "zmtpfw_build_info": "gauge",
 }
@@ -505,12 +507,13 @@ def test_garbage_http_does_not_disturb_relaying(start_worker, start_fw, zctx):
 
 @pytest.mark.timeout_s(30)
 def test_many_idle_http_connections_do_not_block_relaying(start_worker, start_fw, zctx):
-    """Slowloris against the endpoint: relaying goes on, and scrapes still work
-    (no connection cap in libevent 2.1: the bound is the 10 s timeout)."""
+    """Slowloris below the endpoint's cap of 32: relaying goes on, and
+    scrapes still work (beyond the cap, see
+    test_metrics_connection_cap_keeps_routes_working)."""
     w = start_worker("PULL", no_unpickle=True)
     zf = start_fw([make_route("a", w.upstream)])
     idle = []
-    for _ in range(100):
+    for _ in range(24):
         s = socket.create_connection(("127.0.0.1", zf.mport), timeout=5)
         s.sendall(b"GET /metrics HTTP/1.1\r\n")  # never finished
         idle.append(s)
@@ -539,3 +542,103 @@ def test_metrics_bind_failure_logged(start_worker, start_fw):
         assert zf.proc.returncode != 0
     finally:
         busy.close()
+
+
+def lowest_free_fd(pid):
+    used = {int(f) for f in os.listdir(f"/proc/{pid}/fd")}
+    n = 0
+    while n in used:
+        n += 1
+    return n
+
+
+@pytest.mark.timeout_s(30)
+def test_metrics_accept_error_names_its_endpoint(start_worker, start_fw):
+    """accept() on the metrics endpoint failing with EMFILE: the error line
+    names the endpoint (its callback argument is evhttp's, not the
+    endpoint's: read as the endpoint it was garbage, or a crash), accepting
+    resumes, and the routes never stopped."""
+    w = start_worker("PULL", no_unpickle=True)
+    zf = start_fw([make_route("a", w.upstream)], probe=False)
+    pid = zf.proc.pid
+    old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free_fd(pid), old[1]))
+    try:
+        c = socket.create_connection(("127.0.0.1", zf.mport), timeout=5)
+        zf.wait_event("error", 10, reason="metrics-accept")
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
+    bad = zf.events("error", reason="metrics-accept")
+    assert all(e["listen"] == f"127.0.0.1:{zf.mport}" for e in bad), bad[:3]
+    assert all(e["detail"] == "Too many open files" for e in bad), bad[:3]
+    c.close()
+    wait_until(lambda: http_get(zf.mport, "/healthz")[0] == 200, 10, what="the endpoint again")
+    zf.assert_alive()
+
+
+@pytest.mark.timeout_s(60)
+def test_metrics_connection_cap_keeps_routes_working(start_worker, start_fw, zctx):
+    """200 idle connections to the metrics endpoint under a descriptor limit
+    with 64 to spare: the endpoint stops accepting at its cap of 32 (logged
+    once as metrics-busy), never runs the process out of descriptors, the
+    route keeps relaying, and scrapes work again once the idle ones close."""
+    w = start_worker("PULL", no_unpickle=True)
+    zf = start_fw([make_route("a", w.upstream)], probe=False)
+    pid = zf.proc.pid
+    old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free_fd(pid) + 64, old[1]))
+    idle = []
+    try:
+        for _ in range(200):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", zf.mport))
+            idle.append(s)
+        zf.wait_event("error", 10, reason="metrics-busy")
+        z = zsock(zctx, zmq.PUSH, zf.endpoint("a"), timeout_ms=10000)
+        for i in range(3):
+            z.send(body(i))
+        w.wait_messages(3, timeout=10)
+        assert w.messages() == [[body(i)] for i in range(3)]
+        assert not zf.events("error", reason="metrics-accept"), zf.events("error")[:3]
+        assert len(zf.events("error", reason="metrics-busy")) == 1
+        zf.assert_alive()
+    finally:
+        for s in idle:
+            s.close()
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
+    wait_until(lambda: scrape(zf).get("zmtpfw_messages_forwarded_total", route="a", direction=UP) == 3,
+               30, what="a scrape once the idle connections closed")
+    zf.assert_alive()
+
+
+@pytest.mark.timeout_s(40)
+def test_reload_renaming_a_route_keeps_gauges_whole(start_worker, start_fw):
+    """Three live connections on route alpha; a reload renames it beta (same
+    listen address, so the connections live on); the three close. Each
+    connection keeps the metrics entry and route name it got at accept: beta's
+    active gauge never goes below 0 (it read -3), alpha counts the three
+    closes, and the close lines say alpha."""
+    w = start_worker("PULL", no_unpickle=True)
+    ra = make_route("alpha", w.upstream)
+    zf = start_fw([ra])
+    conns = []
+    for i in range(3):
+        c = Z.RawClient("127.0.0.1", zf.port("alpha"))
+        c.handshake("PUSH")
+        c.send(Z.encode_message([body(i)]))
+        conns.append(c)
+    w.wait_messages(3)
+    wait_metric(zf, "zmtpfw_connections_active", 3, route="alpha")
+    zf.config_path.write_text(metrics_config([dict(ra, name="beta")], zf.mport))
+    os.kill(zf.proc.pid, signal.SIGHUP)
+    wait_metric(zf, "zmtpfw_config_reloads_total", 1, result="success")
+    for c in conns:
+        c.close()
+    wait_until(lambda: len(zf.events("close")) == 3, 10, what="three close lines")
+    s = scrape(zf)
+    assert s.get("zmtpfw_connections_active", route="beta") == 0
+    assert s.get("zmtpfw_connections_closed_total", route="alpha", reason="client-closed") == 3
+    assert s.get("zmtpfw_connections_closed_total", route="beta", reason="client-closed") is None
+    assert [e["route"] for e in zf.events("close")] == ["alpha"] * 3
+    zf.assert_alive()

@@ -15,6 +15,7 @@ import select
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -23,7 +24,7 @@ import zmq
 
 import payloads as P
 import zmtp_raw as Z
-from conftest import Zmtpfw, fd_count, free_port, make_route, render_config, rss_kib, wait_until, zsock
+from conftest import Zmtpfw, fd_count, free_port, make_route, render_config, rss_kib, wait_until, zmtpfw_bin, zsock
 
 SANITIZE = os.environ.get("ZMTPFW_SANITIZE") == "1"
 SLOW = 2.5 if SANITIZE else 1.0  # deadline stretch
@@ -73,11 +74,11 @@ def fw(procs, workdir):
     file; zf.hup() sends SIGHUP and returns the reload result line."""
     count = [0]
 
-    def _start(routes, top=None, wait=True):
+    def _start(routes, top=None, wait=True, env=None):
         count[0] += 1
         cfg = workdir / f"res{count[0]}.conf"
         cfg.write_text(render(routes, top))
-        zf = Zmtpfw(["-c", cfg], workdir, name=f"res{count[0]}")
+        zf = Zmtpfw(["-c", cfg], workdir, name=f"res{count[0]}", env=env)
         procs.append(zf)
         zf.config_path = cfg
         zf.routes = {r["name"]: r for r in routes}
@@ -307,7 +308,8 @@ def test_slow_greetings_do_not_starve_a_legit_client(start_worker, fw, zctx):
     n_slow = scaled(500, 150)
     n_msgs = scaled(10000, 3000)
     w = start_worker("PULL")
-    zf = fw([make_route("w", w.upstream, max_connections=n_slow + 16, handshake_timeout_ms=60000)])
+    zf = fw([make_route("w", w.upstream, max_connections=n_slow + 16, max_connections_per_peer=0,
+                        handshake_timeout_ms=60000)])
     port = zf.port("w")
 
     slow = []
@@ -1138,3 +1140,70 @@ def test_signals_while_draining(start_worker, fw):
         assert time.monotonic() - t0 < 1.5 * SLOW
         assert c.wait_closed(1)
     assert w.messages() == []
+
+
+@pytest.mark.timeout_s(60)
+def test_per_peer_limit_on_by_default(start_worker, fw):
+    """Without max_connections_per_peer in the config, one source address
+    holding 64 idle connections gets its 65th refused
+    (max-connections-per-peer), while another source is still served."""
+    w = start_worker("PULL")
+    zf = fw([make_route("w", w.upstream, allow=["127.0.0.0/8"])])
+    port = zf.port("w")
+    held = []
+    try:
+        for _ in range(64):
+            c = Z.RawClient("127.0.0.1", port, timeout=10 * SLOW)
+            held.append(c)
+            c.handshake("PUSH")
+        with Z.RawClient("127.0.0.1", port) as extra:
+            assert extra.wait_closed(5 * SLOW), "a 65th connection from one address was admitted"
+        zf.wait_event("reject", reason="max-connections-per-peer")
+        with Z.RawClient("127.0.0.1", port, source="127.0.0.2") as other:
+            other.handshake("PUSH")
+            other.send(Z.encode_frame(clean(1)))
+            w.wait_message([clean(1)], timeout=10 * SLOW)
+    finally:
+        for c in held:
+            c.close()
+    zf.assert_alive()
+
+
+def evfail_env():
+    """LD_PRELOAD of tests/tools/evfail.c (after libasan on a sanitizer build,
+    whose runtime must come first)."""
+    shim = zmtpfw_bin().parent / "tests" / "libevfail.so"
+    if not shim.exists():
+        pytest.skip(f"{shim} not built")
+    ldd = subprocess.run(["ldd", str(zmtpfw_bin())], capture_output=True, text=True, timeout=10).stdout
+    asan = re.search(r"(/\S*libasan\.so\S*)", ldd)
+    return {"LD_PRELOAD": (asan.group(1) + " " if asan else "") + str(shim), "ZMTPFW_EVFAIL": "write-add"}
+
+
+@pytest.mark.timeout_s(60)
+def test_failed_event_add_closes_the_connection(start_worker, fw):
+    """event_add failing for a socket's write event (ENOMEM, injected with
+    an LD_PRELOAD shim) when the worker stops reading: the connection is
+    closed with reason internal and an error line saying which call failed,
+    instead of keeping its queued bytes forever; the route keeps accepting."""
+    w = start_worker("PULL", no_unpickle=True)
+    zf = fw([make_route("w", w.upstream)], env=evfail_env())
+    c = Z.RawClient("127.0.0.1", zf.port("w"))
+    c.handshake("PUSH")
+    os.kill(w.proc.pid, signal.SIGSTOP)
+    try:
+        chunk = Z.encode_frame(os.urandom(1 << 16))
+        c.sock.settimeout(0.2)
+        for _ in range(512):  # 32 MiB: more than the socket buffers hold
+            try:
+                c.sock.sendall(chunk)
+            except (socket.timeout, OSError):
+                break
+        zf.wait_event("close", 20 * SLOW, reason="internal", detail="event_add failed")
+        assert zf.events("error", reason="internal", detail="event_add failed")
+    finally:
+        os.kill(w.proc.pid, signal.SIGCONT)
+        c.close()
+    with Z.RawClient("127.0.0.1", zf.port("w")) as c2:
+        c2.handshake("PUSH")
+    zf.assert_alive()

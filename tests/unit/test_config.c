@@ -403,7 +403,7 @@ static void test_ops_keys(void)
 		CHECK(!c->metrics_enabled && c->metrics_probe_upstream && c->user[0] == 0 &&
 			      c->drain_timeout_ms == CONFIG_DEF_DRAIN_MS && !c->reload_closes_disallowed,
 		      "ops global defaults");
-		CHECK(r->max_connections_per_peer == 0 && r->idle_timeout_ms == 0 &&
+		CHECK(r->max_connections_per_peer == CONFIG_DEF_MAX_CONNS_PER_PEER && r->idle_timeout_ms == 0 &&
 			      r->connect_timeout_ms == CONFIG_DEF_CONNECT_MS && r->splice,
 		      "ops route defaults");
 		config_free(c);

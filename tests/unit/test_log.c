@@ -479,13 +479,13 @@ static void test_ratelimit(void)
 	cap_begin();
 	log_event(LOG_INFO, &ctx, &rl, "drop", LOG_END);
 	/* Freeze refill so the count is exact however slow the machine. */
-	rl.slot[0].last_ms = mono_ms() + 3600 * 1000;
+	rl.src[0].slot[0].last_ms = mono_ms() + 3600 * 1000;
 	for (int i = 0; i < 149; i++)
 		log_event(LOG_INFO, &ctx, &rl, "drop", LOG_U64("i", i), LOG_END);
 	out = cap_end();
 	CHECK(count_lines(out, NULL) == 100, "burst: %zu lines", count_lines(out, NULL));
-	CHECK(strcmp(rl.slot[0].event, "drop") == 0 && rl.slot[0].suppressed == 50,
-	      "pending %llu", (unsigned long long)rl.slot[0].suppressed);
+	CHECK(strcmp(rl.src[0].slot[0].event, "drop") == 0 && rl.src[0].slot[0].suppressed == 50,
+	      "pending %llu", (unsigned long long)rl.src[0].slot[0].suppressed);
 
 	/* error is never limited and leaves the count alone; another event
 	 * has its own bucket. */
@@ -495,7 +495,7 @@ static void test_ratelimit(void)
 	log_event(LOG_INFO, &ctx, &rl, "drop", LOG_END);
 	out = cap_end();
 	CHECK(count_lines(out, NULL) == 2 && strstr(out, "suppressed") == NULL, "%s", out);
-	CHECK(rl.slot[0].suppressed == 51 && strcmp(rl.slot[1].event, "deny") == 0, "slots");
+	CHECK(rl.src[0].slot[0].suppressed == 51 && strcmp(rl.src[0].slot[1].event, "deny") == 0, "slots");
 
 	/* flush reports and resets. */
 	cap_begin();
@@ -509,16 +509,16 @@ static void test_ratelimit(void)
 
 	/* One second of refill = 20 lines; the next written line carries the
 	 * count of those suppressed since. */
-	rl.slot[0].tokens = 0;
-	rl.slot[0].last_ms = mono_ms() - 1000;
+	rl.src[0].slot[0].tokens = 0;
+	rl.src[0].slot[0].last_ms = mono_ms() - 1000;
 	cap_begin();
 	for (int i = 0; i < 30; i++)
 		log_event(LOG_INFO, &ctx, &rl, "drop", LOG_END);
 	out = cap_end();
 	CHECK(count_lines(out, NULL) == 20, "refill: %zu lines", count_lines(out, NULL));
-	CHECK(rl.slot[0].suppressed == 10, "pending %llu", (unsigned long long)rl.slot[0].suppressed);
-	rl.slot[0].tokens = 1;
-	rl.slot[0].last_ms = mono_ms() + 3600 * 1000;
+	CHECK(rl.src[0].slot[0].suppressed == 10, "pending %llu", (unsigned long long)rl.src[0].slot[0].suppressed);
+	rl.src[0].slot[0].tokens = 1;
+	rl.src[0].slot[0].last_ms = mono_ms() + 3600 * 1000;
 	cap_begin();
 	log_event(LOG_INFO, &ctx, &rl, "drop", LOG_STR("k", "v"), LOG_END);
 	log_ratelimit_flush(&ctx, &rl);
@@ -529,13 +529,13 @@ static void test_ratelimit(void)
 
 	/* Level filtering comes first: filtered lines use no tokens. */
 	log_setup(LOG_WARN, LOG_FORMAT_JSON);
-	rl.slot[1].tokens = 1;
-	rl.slot[1].last_ms = mono_ms() + 3600 * 1000;
+	rl.src[0].slot[1].tokens = 1;
+	rl.src[0].slot[1].last_ms = mono_ms() + 3600 * 1000;
 	cap_begin();
 	log_event(LOG_INFO, &ctx, &rl, "deny", LOG_END);
 	log_event(LOG_WARN, &ctx, &rl, "deny", LOG_END);
 	out = cap_end();
-	CHECK(count_lines(out, NULL) == 1 && rl.slot[1].suppressed == 0, "filter first: %s", out);
+	CHECK(count_lines(out, NULL) == 1 && rl.src[0].slot[1].suppressed == 0, "filter first: %s", out);
 	log_setup(LOG_INFO, LOG_FORMAT_JSON);
 }
 
@@ -552,12 +552,12 @@ static void test_ratelimit_slots(void)
 	}
 	out = cap_end();
 	CHECK(count_lines(out, NULL) == LOG_RL_EVENTS + 2, "all written");
-	CHECK(strcmp(rl.slot[LOG_RL_EVENTS - 2].event, "ev6") == 0 &&
-		      strcmp(rl.slot[LOG_RL_EVENTS - 1].event, "*") == 0,
-	      "overflow slot '%s'", rl.slot[LOG_RL_EVENTS - 1].event);
+	CHECK(strcmp(rl.src[0].slot[LOG_RL_EVENTS - 2].event, "ev6") == 0 &&
+		      strcmp(rl.src[0].slot[LOG_RL_EVENTS - 1].event, "*") == 0,
+	      "overflow slot '%s'", rl.src[0].slot[LOG_RL_EVENTS - 1].event);
 	/* Events without a slot share the "*" bucket. */
-	rl.slot[LOG_RL_EVENTS - 1].tokens = 0;
-	rl.slot[LOG_RL_EVENTS - 1].last_ms = mono_ms() + 3600 * 1000;
+	rl.src[0].slot[LOG_RL_EVENTS - 1].tokens = 0;
+	rl.src[0].slot[LOG_RL_EVENTS - 1].last_ms = mono_ms() + 3600 * 1000;
 	cap_begin();
 	log_event(LOG_INFO, NULL, &rl, "ev8", LOG_END);
 	log_event(LOG_INFO, NULL, &rl, "other", LOG_END);
@@ -575,6 +575,77 @@ static void test_ratelimit_slots(void)
 	out = cap_end();
 	CHECK(count_lines(out, NULL) == 500, "unlimited");
 	log_ratelimit_flush(NULL, NULL); /* no crash */
+}
+
+/* Per source address: a flood from one hides nothing of another's, a
+ * source's connections share its bucket, counts are reported per peer,
+ * and the table stays bounded. */
+static void test_ratelimit_sources(void)
+{
+	static struct log_ratelimit rl;
+	struct log_ctx a1 = { .route = "r", .conn = 1, .peer = "10.0.0.1:4000" };
+	struct log_ctx a2 = { .route = "r", .conn = 2, .peer = "10.0.0.1:4001" };
+	struct log_ctx b = { .route = "r", .conn = 3, .peer = "[fd00::2]:5000" };
+	struct log_ctx route = { .route = "r" };
+	const char *out;
+	char peer[32];
+
+	memset(&rl, 0, sizeof(rl));
+	cap_begin();
+	log_event(LOG_INFO, &a1, &rl, "drop", LOG_END);
+	rl.src[0].slot[0].last_ms = mono_ms() + 3600 * 1000; /* no refill: exact counts */
+	for (int i = 0; i < 99; i++)
+		log_event(LOG_INFO, i % 2 ? &a1 : &a2, &rl, "drop", LOG_END);
+	for (int i = 0; i < 50; i++)
+		log_event(LOG_INFO, &a2, &rl, "drop", LOG_END); /* same address, other port */
+	log_event(LOG_INFO, &b, &rl, "drop", LOG_END);
+	out = cap_end();
+	CHECK(count_lines(out, NULL) == 101, "a's burst then b's first line: %zu", count_lines(out, NULL));
+	CHECK(count_lines(out, "\"peer\":\"[fd00::2]:5000\"") == 1, "b's line shows");
+	CHECK(strcmp(rl.src[0].addr, "10.0.0.1") == 0 && rl.src[0].slot[0].suppressed == 50 &&
+		      strcmp(rl.src[1].addr, "[fd00::2]") == 0,
+	      "table: '%s' %llu '%s'", rl.src[0].addr, (unsigned long long)rl.src[0].slot[0].suppressed,
+	      rl.src[1].addr);
+
+	cap_begin();
+	log_ratelimit_flush(&route, &rl);
+	out = cap_end();
+	CHECK(count_lines(out, NULL) == 1 && jis(out, "event", "suppressed") && jis(out, "peer", "10.0.0.1") &&
+		      jis(out, "of", "drop") && jis(out, "count", "50") && jis(out, "route", "r"),
+	      "per-peer count: %s", out);
+
+	/* Bounded: the 65th address evicts the least recently logged one,
+	 * whose pending count is reported first. */
+	rl.src[0].slot[0].suppressed = 7;
+	cap_begin();
+	for (int i = 0; i < LOG_RL_SOURCES - 1; i++) {
+		struct log_ctx c = { .route = "r", .peer = peer };
+		snprintf(peer, sizeof(peer), "10.1.0.%d:1", i);
+		log_event(LOG_INFO, &c, &rl, "accept", LOG_END);
+	}
+	out = cap_end();
+	CHECK(count_lines(out, NULL) == LOG_RL_SOURCES &&
+		      count_lines(out, "\"event\":\"suppressed\"") == 1 &&
+		      strstr(out, "\"peer\":\"10.0.0.1\",\"of\":\"drop\",\"count\":7") != NULL,
+	      "eviction: %s", out);
+	for (int i = 0; i < LOG_RL_SOURCES; i++)
+		CHECK(strcmp(rl.src[i].addr, "10.0.0.1") != 0, "evicted");
+
+	/* Many addresses together stop at the route-wide bucket; what it
+	 * refuses is counted for each source. */
+	memset(&rl, 0, sizeof(rl));
+	cap_begin();
+	log_event(LOG_INFO, &a1, &rl, "drop", LOG_END);
+	rl.total.tokens = 2;
+	rl.total.last_ms = mono_ms() + 3600 * 1000;
+	log_event(LOG_INFO, &a1, &rl, "drop", LOG_END);
+	log_event(LOG_INFO, &b, &rl, "drop", LOG_END);
+	log_event(LOG_INFO, &b, &rl, "drop", LOG_END);
+	log_event(LOG_INFO, &a1, &rl, "drop", LOG_END);
+	out = cap_end();
+	CHECK(count_lines(out, NULL) == 3 && rl.src[0].slot[0].suppressed == 1 &&
+		      rl.src[1].slot[0].suppressed == 1,
+	      "route-wide: %s", out);
 }
 
 /* Concurrent writers on one pipe: lines never interleave. */
@@ -632,6 +703,7 @@ int main(void)
 	test_huge_line();
 	test_ratelimit();
 	test_ratelimit_slots();
+	test_ratelimit_sources();
 	test_atomic_lines();
 	free(cap_buf);
 	printf("%d passed, %d failed\n", passed, failed);
