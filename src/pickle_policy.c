@@ -195,8 +195,8 @@ static int ppolicy_cmp(const void *a, const void *b)
 static void ppolicy_sort(struct ppolicy *p)
 {
 	size_t w = 0;
-	if (p->sorted)
-		return;
+	if (p->sorted || p->n == 0)
+		return; /* (qsort must not see the NULL of an empty list) */
 	qsort(p->v, p->n, sizeof(*p->v), ppolicy_cmp);
 	for (size_t i = 0; i < p->n; i++) {
 		if (w > 0 && strcmp(p->v[w - 1], p->v[i]) == 0)
