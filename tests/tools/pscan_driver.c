@@ -95,6 +95,7 @@ static bool outer_import(const struct pscan_import *imp)
 	(void)imp;
 	return true;
 }
+
 static uint64_t rng_state = 0x9e3779b97f4a7c15u;
 
 static uint64_t rnd(void)
@@ -123,7 +124,7 @@ static void hex(char *out, const uint8_t *p, size_t n)
 	out[2 * n] = 0;
 }
 
-/* Append printf-style text to c->all (grown as needed). */
+/* Append n bytes of text to c->all (grown as needed). */
 static void all_add(struct collected *c, const char *text, size_t n)
 {
 	if (c->all_len + n + 1 > c->all_cap) {
