@@ -12,7 +12,11 @@ size:
     byte vs random splits, lazy init against a poisoned state, the
     first-byte fast path against the emulator, collect mode against
     flag-and-stop), and every import name the scanner gives equals what
-    find_class received.
+    find_class received. Every import, not just the first: the oracle's
+    path c loads each case as if every import succeeded (find_class
+    records the pair and returns a stand-in) and each (module, name)
+    find_class was asked for must be reported by collect mode, by name
+    or as unknown (difftest.match_pairs).
   - test_false_positive_rates: JSON, msgpack (vLLM/SGLang-style), protobuf,
     tensors and random bytes; targets below.
 
@@ -66,6 +70,13 @@ def test_differential(driver):
     assert st["dangerous"] > n // 20 and st["safe"] > n // 2
     assert st["dangerous_stock"] > n // 20
     assert st["name_checked"] > n // 50 and st["named"] > 0.9 * st["name_checked"]
+    # Every import: the names corpus asks find_class for many pairs, some
+    # in pickles of more than 100 imports, some with lines cut at
+    # PSCAN_NAME_MAX; most are named exactly, none is missing.
+    assert st["c_pairs"] > n // 5 and st["c_many"] > 0, st
+    assert st["c_exact"] > 0.75 * st["c_pairs"] and st["c_unknown"] > 0, st
+    assert st["c_truncated"] > 0, st
+    assert st["c_missing"] == 0 and st["c_count_short"] == 0 and st["c_first_differs"] == 0
     assert not fails, fails[:10]
     assert st["oracle_paths_differ"] == 0
     # Conservative by design, but a jump here means precision regressed.
@@ -95,6 +106,50 @@ def test_real_pickles_exact(driver):
             assert s.startswith("CLEAN stop "), (c[:80], s, o.a)
     assert sum(o.dangerous() for o in orc) >= 6 * len(corpus.global_objects())
     assert sum(s.startswith("CLEAN stop ") for s in scan) >= 6 * 40
+
+
+# Each continues past an import only if the oracle's stand-in takes the
+# call, BUILD, append/setitem/add... that follows it; then CPython asks
+# for (c, d) too.
+STAND_IN = {
+    "newobj": b"\x80\x04\x8c\x01a\x8c\x01b\x93)\x81\x8c\x01c\x8c\x01d\x93\x86.",
+    "newobj_ex": b"\x80\x04\x8c\x01a\x8c\x01b\x93)}\x92\x8c\x01c\x8c\x01d\x93.",
+    "obj": b"(ca\nb\nK\x01o\x8c\x01c\x8c\x01d\x93.",
+    "inst": b"(K\x01ia\nb\n\x8c\x01c\x8c\x01d\x93.",
+    "build": b"ca\nb\n}b\x8c\x01c\x8c\x01d\x93.",
+    "build_on_result": b"ca\nb\n)R}bK\x01b\x8c\x01c\x8c\x01d\x93.",
+    "setitems": b"ca\nb\n(K\x01K\x02u\x8c\x01c\x8c\x01d\x93.",
+    "setitem": b"ca\nb\nK\x01K\x02s\x8c\x01c\x8c\x01d\x93.",
+    "appends": b"ca\nb\n(K\x01e\x8c\x01c\x8c\x01d\x93.",
+    "append": b"ca\nb\nK\x01a\x8c\x01c\x8c\x01d\x93.",
+    "additems": b"ca\nb\n(K\x01\x90\x8c\x01c\x8c\x01d\x93.",
+    "reduce_chain": b"ca\nb\n)R)R)R\x8c\x01c\x8c\x01d\x93.",
+    "dict_key": b"}ca\nb\nK\x01s\x8c\x01c\x8c\x01d\x93.",
+    "set_item": b"\x8f(ca\nb\n\x90\x8c\x01c\x8c\x01d\x93.",
+    "frozenset_item": b"(ca\nb\n\x91\x8c\x01c\x8c\x01d\x93.",
+}
+
+
+def test_oracle_stand_in_keeps_loading(driver):
+    cases = list(STAND_IN.values())
+    orc = oracle.run_oracle(cases)
+    scan = oracle.run_scanner(cases, "--collect", "--all")
+    for name, o, s in zip(STAND_IN, orc, scan):
+        assert o.c == "ok" and o.asked == [(b"a", b"b"), (b"c", b"d")], (name, o.c, o.asked)
+        outer, imps = oracle.parse_all(s)
+        assert [(i.module, i.name) for i in imps] == o.asked, (name, s)
+        assert difftest.match_pairs(o.asked, imps)[4] == [], name
+    # persistent_load, a registered EXT code and NEXT_BUFFER give stand-ins
+    # too; a non-ASCII BINSTRING operand decodes as latin1 (the scanner
+    # says unknown).
+    more = [b"Pid\n)R\x8c\x01c\x8c\x01d\x93.", b"\x82\x07)R\x8c\x01c\x8c\x01d\x93.",
+            b"\x97)R\x8c\x01c\x8c\x01d\x93.", b"U\x02o\xe9U\x01b\x93."]
+    orc = oracle.run_oracle(more)
+    assert [o.asked for o in orc] == [
+        [(b"c", b"d")], [(oracle.EXT_MODULE, b"7"), (b"c", b"d")], [(b"c", b"d")],
+        [("o\u00e9".encode(), b"b")]]
+    for o, s in zip(orc, oracle.run_scanner(more, "--collect", "--all")):
+        assert difftest.match_pairs(o.asked, oracle.parse_all(s)[1])[4] == [], s
 
 
 def test_hand_written_ext_flagged(driver):

@@ -14,7 +14,14 @@ Every generator is deterministic given its random.Random. Kinds of cases:
     opcode insertions and deletions, PROTO and FRAME inserted anywhere,
     lenient rewrites of text arguments, STOP removed, trailing garbage,
     truncation, memo rewrites, STACK_GLOBAL operands computed via memo/DUP;
-  - truncations of real pickles at every length (truncations()).
+  - truncations of real pickles at every length (truncations());
+  - import names (names_cases, 10 % of the corpus): STACK_GLOBAL operands
+    from the memo through every PUT/GET form and MEMOIZE, overwritten and
+    colliding memo slots, DUP, strings a real pickle stored as data, names
+    around 512 bytes, more than 100 imports in one pickle, more string
+    bytes than the scanner's names arena, and real-shaped pickles of many
+    classes of one module (dataclasses, Enums, numpy arrays, torch tensors
+    when python3-torch is installed), with their mutations.
 
 Only pickling happens here; nothing is ever unpickled in this process.
 """
@@ -520,7 +527,8 @@ def truncations(pickles, limit=400):
 
 
 def seed_pickles():
-    return real_pickles() + real_pickles_more() + HAND
+    return real_pickles() + real_pickles_more() + HAND + \
+        [p for p in real_shaped_pickles() if len(p) < 20000]
 
 
 def build_corpus(n, seed):
@@ -536,6 +544,7 @@ def build_corpus(n, seed):
     cases += [gen_text_arg(rng) for _ in range(target * 2 // 20)]
     cases += [computed_stack_global(rng) + (b"." if rng.random() < 0.5 else b"")
               for _ in range(target // 40)]
+    cases += names_cases(rng, target // 10)
     snippets = ins_snippets()
     pool = seeds + programs[:3000]
     while len(cases) < target:
@@ -551,3 +560,369 @@ def build_corpus(n, seed):
             c = mutate(rng, mutate_structured(rng, base), snippets)
         cases.append(c)
     return cases[:target]
+
+
+# --- names: every import named, wherever its operands come from --------------
+#
+# The "every import" check (difftest.py, oracle path c) compares each
+# (module, name) CPython's find_class is asked for with the imports collect
+# mode reports. These generators put STACK_GLOBAL operands behind every
+# memo form, overwrite and collide memo slots, take them from DUP and from
+# strings an earlier part of the pickle stored as data, use names around
+# PSCAN_NAME_MAX (512) bytes, put hundreds of imports in one pickle, and
+# pickle real-shaped objects (many classes of one module, dataclasses,
+# Enums, numpy arrays, torch tensors) with CPython.
+
+NAME_POOL = ["os", "system", "builtins", "getattr", "eval", "posix", "subprocess", "Popen",
+             "os.path", "join", "collections", "OrderedDict", "numpy.core.multiarray",
+             "_reconstruct", "torch._utils", "_rebuild_tensor_v2", "sglang.srt.managers.io_struct",
+             "TokenizedGenerateReqInput", "a", "x", "__builtin__", "copy_reg", "_reconstructor",
+             "m\u00e9", "\u4e2d", "\U0001f600", "a.b.c", "<locals>", "Stage.__call__"]
+
+
+def str_op(rng, s, forms=None):
+    """Push str s with one of the opcodes that can make a str."""
+    b = s.encode("utf-8", "surrogatepass")
+    ascii_plain = all(c < 0x80 for c in b) and b"\\" not in b and b"\n" not in b
+    forms = forms or ["8c", "X", "8d", "V", "S", "T", "U"]
+    form = rng.choice(forms)
+    if form == "8c" and len(b) < 256:
+        return b"\x8c" + bytes([len(b)]) + b
+    if form == "8d":
+        return b"\x8d" + struct.pack("<Q", len(b)) + b
+    if form == "V" and ascii_plain:
+        return b"V" + b + b"\n"
+    if form == "S" and ascii_plain and b"'" not in b:
+        return b"S'" + b + b"'\n"
+    if form == "U" and len(b) < 256:
+        return b"U" + bytes([len(b)]) + b   # BINSTRING: ASCII, or latin1 on path c
+    if form == "T":
+        return b"T" + struct.pack("<I", len(b)) + b
+    return b"X" + struct.pack("<I", len(b)) + b
+
+
+class Memo:
+    """Emits PUT/GET forms and mirrors CPython's memo (index -> value) so
+    generated programs mostly stay valid."""
+
+    def __init__(self, rng):
+        self.rng, self.memo = rng, {}
+
+    def pick_index(self):
+        rng = self.rng
+        k = rng.random()
+        if self.memo and k < 0.25:
+            return rng.choice(list(self.memo))              # overwrite a slot
+        if self.memo and k < 0.35:
+            return rng.choice(list(self.memo)) + rng.choice([8192, 16384, 2048])  # collide
+        return rng.choice([0, 1, 2, 3, 7, 100, 255, 256, 257, 1000, 2047, 2048, 2049,
+                           4095, 8191, 8192, 8193, 70000, 10**6]) + rng.randrange(3)
+
+    def put(self, value):
+        """Store the stack top (whose value is `value`): returns the bytes
+        and the index used."""
+        rng = self.rng
+        form = rng.choice(["p", "q", "r", "m", "m"])
+        if form == "m":
+            idx = len(self.memo)
+            self.memo[idx] = value
+            return b"\x94", idx
+        idx = self.pick_index()
+        if form == "q" and idx > 255:
+            form = "r"
+        self.memo[idx] = value
+        if form == "p":
+            return b"p" + rng.choice([b"%d", b"0%d", b"+%d", b" %d"]) % idx + b"\n", idx
+        if form == "q":
+            return b"q" + bytes([idx]), idx
+        return b"r" + struct.pack("<I", idx), idx
+
+    def get(self, idx):
+        rng = self.rng
+        form = rng.choice(["g", "h", "j"])
+        if form == "h" and idx < 256:
+            return b"h" + bytes([idx])
+        if form == "g":
+            return b"g" + rng.choice([b"%d", b"0%d", b"+%d", b" %d"]) % idx + b"\n"
+        return b"j" + struct.pack("<I", idx)
+
+    def find(self, value):
+        keys = [k for k, v in self.memo.items() if v == value]
+        return self.rng.choice(keys) if keys else None
+
+
+def gen_memo_names(rng, n_imports=None):
+    """STACK_GLOBAL after STACK_GLOBAL whose operands come from the memo
+    through every PUT/GET form, from DUP, after overwrites and index
+    collisions, with non-str decoys stored in between."""
+    out = [b"\x80\x04"] if rng.random() < 0.7 else []
+    memo = Memo(rng)
+    out.append(b"]")                     # a list to append the results to
+    n = n_imports or rng.choice([1, 1, 2, 3, 5, 8])
+    for _ in range(n):
+        mod, name = rng.choice(NAME_POOL), rng.choice(NAME_POOL)
+        ops = []
+        step = rng.randrange(10)
+        if step == 0:                    # DUP: (x, x)
+            ops += [str_op(rng, mod), b"2"]
+        elif step == 1:                  # module from DUP, name pushed
+            ops += [str_op(rng, mod), b"2", b"0", str_op(rng, name)]
+        else:
+            for val in (mod, name):
+                have = memo.find(val)
+                if have is not None and rng.random() < 0.5:
+                    ops.append(memo.get(have))
+                    continue
+                ops.append(str_op(rng, val))
+                b, idx = memo.put(val)
+                ops.append(b)
+                if rng.random() < 0.6:   # pop it and get it back later
+                    ops.append(b"0")
+                    if rng.random() < 0.4:   # decoy stored in between
+                        decoy = rng.choice([("int", 1), "x", "os", ("bytes", b"os")])
+                        ops.append(b"K\x01" if decoy == ("int", 1) else
+                                   b"C\x02os" if decoy == ("bytes", b"os") else str_op(rng, decoy))
+                        d, _ = memo.put(decoy)
+                        ops += [d, b"0"]
+                    ops.append(memo.get(idx) if memo.memo.get(idx) == val or rng.random() < 0.3
+                               else memo.get(memo.find(val) if memo.find(val) is not None else idx))
+        out += ops
+        out.append(b"\x93")
+        k = rng.random()
+        if k < 0.3:
+            out.append(b")R")            # call it
+        elif k < 0.4:
+            out.append(b"(" + str_op(rng, "id") + b"tR")
+        elif k < 0.5:
+            b, _ = memo.put(("obj", mod, name))
+            out.append(b)
+        out.append(b"a")
+    out.append(b".")
+    return b"".join(out)
+
+
+def gen_data_then_names(rng):
+    """Strings that a real pickle of data stored in its memo become the
+    operands of STACK_GLOBALs appended after it (memo indexes found by
+    replaying the pickler's PUT/BINPUT/MEMOIZE)."""
+    import pickletools
+    words = rng.sample(NAME_POOL, 6)
+    obj = rng.choice([words, {w: i for i, w in enumerate(words)},
+                      [{"k": words[:3]}, tuple(words[3:])], [words, words]])
+    p = pickle.dumps(obj, protocol=rng.randrange(6))
+    memo, last = {}, None
+    try:
+        for op, arg, pos in pickletools.genops(p):
+            if op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[arg] = last
+            elif op.name == "MEMOIZE":
+                memo[len(memo)] = last
+            elif op.name != "STOP":
+                last = arg if isinstance(arg, str) and op.name.endswith(("UNICODE", "STRING")) else None
+    except Exception:
+        pass
+    strs = [k for k, v in memo.items() if isinstance(v, str)]
+    if not strs:
+        return p
+    m = Memo(rng)
+    tail = []
+    for _ in range(rng.choice([1, 2, 3])):
+        i, j = rng.choice(strs), rng.choice(strs)
+        tail += [m.get(i), m.get(j), b"\x93", rng.choice([b"0", b")R0", b"\x94" if False else b"0"])]
+    return p[:-1] + b"".join(tail) + b"."
+
+
+def gen_long_names(rng):
+    """Names around PSCAN_NAME_MAX: GLOBAL/INST lines, and STACK_GLOBAL
+    operands pushed directly or through the memo."""
+    lens = [1, 255, 256, 500, 510, 511, 512, 513, 514, 600, 1024, 4096]
+    def name(n):
+        base = rng.choice(["m", "pkg.mod.", "\u00e9", "Cls_"])
+        s = (base * (n // len(base.encode()) + 1)).encode()[:n].decode("utf-8", "ignore")
+        return s or "x"
+    mod, nm = name(rng.choice(lens)), name(rng.choice(lens))
+    k = rng.randrange(5)
+    tail = b"." if rng.random() < 0.8 else b"N."
+    if k == 0:
+        return b"c" + mod.encode() + b"\n" + nm.encode() + b"\n" + tail
+    if k == 1:
+        m, n = mod.encode("ascii", "replace"), nm.encode("ascii", "replace")
+        return b"(" + str_op(rng, "x") + b"i" + m + b"\n" + n + b"\n" + tail
+    if k == 2:
+        return b"\x80\x04" + str_op(rng, mod) + str_op(rng, nm) + b"\x93" + tail
+    memo = Memo(rng)
+    a, ia = memo.put(mod)
+    b, ib = memo.put(nm)
+    body = str_op(rng, mod) + a + b"0" + str_op(rng, nm) + b + b"0"
+    body += memo.get(ia) + memo.get(ib) + b"\x93"
+    if k == 4:  # then a short import after the long ones
+        body += b"0" + str_op(rng, "os") + str_op(rng, "system") + b"\x93"
+    return b"\x80\x04" + body + tail
+
+
+def gen_many_imports(rng):
+    """More than 100 imports in one pickle, in every form."""
+    n = rng.choice([101, 150, 257, 600])
+    memo = Memo(rng)
+    out = [b"\x80\x04]"]
+    for i in range(n):
+        mod = rng.choice(["sglang.srt.managers.io_struct", "torch", "numpy", "m%d" % (i % 7)])
+        nm = "C%d" % rng.randrange(300)
+        k = rng.randrange(4)
+        if k == 0:
+            out.append(b"c" + mod.encode() + b"\n" + nm.encode() + b"\n")
+        elif k == 1:
+            out.append(b"(i" + mod.encode() + b"\n" + nm.encode() + b"\n")
+        elif k == 2:
+            out.append(str_op(rng, mod) + str_op(rng, nm) + b"\x93")
+        else:
+            im = memo.find(mod)
+            if im is None:
+                b, im = memo.put(mod)
+                out.append(str_op(rng, mod) + b + b"0")
+            b, inn = memo.put(nm)
+            out.append(str_op(rng, nm) + b + b"0" + memo.get(im) + memo.get(inn) + b"\x93")
+        out.append(b"a")
+    out.append(b".")
+    return b"".join(out)
+
+
+def gen_arena_wrap(rng):
+    """Push more string bytes than the names arena holds (1 MiB), memoized,
+    then import with operands stored early: the scanner must say unknown,
+    never a wrong name. Big: generated rarely."""
+    memo = Memo(rng)
+    out = [b"\x80\x04"]
+    b, i0 = memo.put("os")
+    out.append(str_op(rng, "os", ["X"]) + b + b"0")
+    b, i1 = memo.put("system")
+    out.append(str_op(rng, "system", ["X"]) + b + b"0")
+    filler = "f" * 500
+    for k in range(rng.choice([2100, 2200, 4500])):
+        out.append(b"X" + struct.pack("<I", 500) + filler.encode() + b"\x940")
+    out.append(memo.get(i0) + memo.get(i1) + b"\x93.")
+    return b"".join(out)
+
+
+_FAKE_MODULE = "zmtpfw_fake_engine.io_struct"
+
+
+def _fake_engine_module():
+    """A module of many dataclasses and Enums (registered in sys.modules so
+    pickle can name them; only ever pickled here)."""
+    import sys
+    import types
+    mod = sys.modules.get(_FAKE_MODULE)
+    if mod is not None:
+        return mod
+    pkg = types.ModuleType(_FAKE_MODULE.split(".")[0])
+    mod = types.ModuleType(_FAKE_MODULE)
+    pkg.io_struct = mod
+    sys.modules.setdefault(pkg.__name__, pkg)
+    sys.modules[_FAKE_MODULE] = mod
+    for i in range(160):
+        name = "Req%d" % i
+        cls = dataclasses.make_dataclass(name, [("rid", str), ("ids", list), ("x", object, None)])
+        cls.__module__ = _FAKE_MODULE
+        setattr(mod, name, cls)
+    for i in range(40):
+        name = "Mode%d" % i
+        cls = enum.Enum(name, ["A", "B", "C_%d" % i], module=_FAKE_MODULE)
+        setattr(mod, name, cls)
+    return mod
+
+
+_REAL_SHAPED = None
+
+
+def real_shaped_pickles():
+    """CPython pickles of many classes of one module (dataclasses nested in
+    each other, Enum members pickled by 3.11.2 as builtins.getattr(cls,
+    name)), numpy arrays and scalars, torch tensors (pickle.dumps and the
+    legacy torch.save stream, split into its pickles) when installed."""
+    global _REAL_SHAPED
+    if _REAL_SHAPED is not None:
+        return _REAL_SHAPED
+    rng = random.Random(5)
+    mod = _fake_engine_module()
+    out = []
+    reqs = [getattr(mod, "Req%d" % i) for i in range(160)]
+    modes = [getattr(mod, "Mode%d" % i) for i in range(40)]
+    for proto in range(6):
+        objs = [r("rid-%d" % i, list(range(i % 9)), rng.choice(list(modes[i % 40])))
+                for i, r in enumerate(reqs)]
+        out.append(pickle.dumps(objs, protocol=proto))          # 200 distinct globals
+        out.append(pickle.dumps(objs[:5], protocol=proto))
+        nested = reqs[0]("r", [reqs[1]("s", [], modes[1].B)], [modes[2].A, modes[3].C_3])
+        out.append(pickle.dumps(nested, protocol=proto))
+        out.append(pickle.dumps([m.A for m in modes[:12]], protocol=proto))
+    try:
+        import numpy as np
+        arrs = [np.arange(6, dtype=np.float32).reshape(2, 3), np.zeros(3, dtype=np.float16),
+                np.array([1, 2], dtype=np.int64), np.array(["a", "bc"]),
+                np.array([(1, 2.0)], dtype=[("a", "i4"), ("b", "f8")]),
+                np.array([None, "x", 1], dtype=object), np.float64(1.5), np.int32(7),
+                {"emb": np.ones((2, 2), dtype=np.float32), "ids": np.arange(4)}]
+        for proto in range(6):
+            for a in arrs:
+                out.append(pickle.dumps(a, protocol=proto))
+        out.append(pickle.dumps([np.arange(3)], protocol=5,
+                                buffer_callback=lambda b: False))   # NEXT_BUFFER
+    except ImportError:
+        pass
+    try:
+        import io
+        import pickletools
+        import torch
+        ts = [torch.arange(4, dtype=torch.float16), torch.zeros(2, 3),
+              torch.tensor([1, 2], dtype=torch.int64), torch.ones(2, dtype=torch.bfloat16)]
+        for proto in (2, 4, 5):
+            for t in ts:
+                out.append(pickle.dumps(t, protocol=proto))
+            out.append(pickle.dumps({"w": ts[1], "b": ts[0]}, protocol=proto))
+        f = io.BytesIO()
+        torch.save({"w": ts[1], "ids": ts[2]}, f, _use_new_zipfile_serialization=False)
+        stream, at = f.getvalue(), 0
+        while at < len(stream):    # the stream's pickles (then raw storage bytes)
+            end = None
+            try:
+                for op, arg, pos in pickletools.genops(stream[at:]):
+                    if op.name == "STOP":
+                        end = at + pos + 1
+                        break
+            except Exception:
+                break
+            if end is None:
+                break
+            out.append(stream[at:end])
+            at = end
+        out.append(stream)
+    except ImportError:
+        pass
+    _REAL_SHAPED = out
+    return out
+
+
+def names_cases(rng, n):
+    """n cases stressing import names (see above), plus their mutations."""
+    real = real_shaped_pickles()
+    gens = [gen_memo_names] * 5 + [gen_data_then_names] * 2 + [gen_long_names] * 2 + \
+        [gen_many_imports]
+    out = []
+    for _ in range(n):
+        k = rng.random()
+        if k < 0.002:
+            c = gen_arena_wrap(rng)
+        elif k < 0.05:
+            c = rng.choice(real)
+            if len(c) > 20000 or rng.random() < 0.5:
+                out.append(c)
+                continue
+            c = mutate_structured(rng, c)
+        else:
+            c = rng.choice(gens)(rng)
+            if rng.random() < 0.25:
+                c = mutate_structured(rng, c) if rng.random() < 0.6 else \
+                    mutate(rng, c, ins_snippets())
+        out.append(c)
+    return out

@@ -10,14 +10,27 @@ regressions.txt) it runs:
     the first-byte fast path, collect mode agreeing with flag-and-stop) and
     --collect (first import and its names);
   - the scanner with PSCAN_STOCK (options 7) against the stock oracle.
+and, per case, every import: the oracle's path c (oracle.py) loads the case
+as if every import succeeded (find_class records the pair and returns a
+stand-in) and lists every (module, name) find_class was asked for; the
+scanner's collect mode (--collect --all) lists every import it reports.
+Each asked pair must be matched by a distinct scanner import: one naming
+it exactly (EXT1/2/4 with code C names (EXT_MODULE, "C"), the module the
+oracle registers codes under), or, failing that, one with its module or
+name unknown; a GLOBAL/INST line cut at PSCAN_NAME_MAX matches by prefix;
+a FRAME-straddle report ends emulation and covers every pair after it.
+Multiset inclusion, order not compared. The scanner's import count must
+be at least the number of find_class calls.
 It prints the counts and exits 1 on any false negative, broken invariant,
-or import name that differs from what find_class received. Failing cases are
+import name that differs from what find_class received, or asked pair the
+scanner did not report. Failing cases are
 written to $PSCAN_FAILURES (default /tmp/pscan-failures.txt) as hex lines:
 add them to regressions.txt once understood.
 
 --cases 1000000 is the "million-case" run (see README.md for its runtime).
 """
 import argparse
+import collections
 import os
 import sys
 import time
@@ -29,11 +42,71 @@ import corpus  # noqa: E402
 import oracle  # noqa: E402
 
 
+NAMING = ("GLOBAL", "INST", "STACK_GLOBAL")
+
+
+def short(x, n=80):
+    """repr of x, at most about n characters."""
+    r = x if isinstance(x, str) else repr(x)
+    return r if len(r) <= n else "%s...(%d chars)" % (r[:n], len(r))
+EXTS = ("EXT1", "EXT2", "EXT4")
+
+
+def match_pairs(asked, imps):
+    """Match CPython's find_class pairs (path c) against the scanner's
+    imports. Returns (exact, truncated, unknown, straddle, missing): how many
+    asked pairs were matched by an exact name, by a cut GLOBAL/INST line's
+    prefix, by an import with an unknown operand, covered by a
+    FRAME-straddle (emulation stopped there, everything after is unknown),
+    and the list of pairs nothing matched."""
+    exact = collections.Counter()
+    prefixes, unknown, straddle = [], 0, False
+    for i in imps:
+        if i.op == "FRAME-straddle":
+            straddle = True
+        elif i.op in EXTS:
+            exact[(oracle.EXT_MODULE, str(i.ext_code).encode())] += 1
+        elif i.op not in NAMING:
+            continue  # PERSID/BINPERSID: persistent_load, not find_class
+        elif i.unknown():
+            unknown += 1
+        elif i.truncated:
+            prefixes.append((i.module, i.name))
+        else:
+            exact[(i.module, i.name)] += 1
+    n_exact = n_trunc = n_unknown = n_straddle = 0
+    rest = []
+    for pr in asked:
+        if exact[pr] > 0:
+            exact[pr] -= 1
+            n_exact += 1
+        else:
+            rest.append(pr)
+    missing = []
+    for m, n in rest:
+        k = next((j for j, (pm, pn) in enumerate(prefixes)
+                  if m.startswith(pm) and n.startswith(pn)), None)
+        if k is not None:
+            del prefixes[k]
+            n_trunc += 1
+        elif unknown > 0:
+            unknown -= 1
+            n_unknown += 1
+        elif straddle:
+            n_straddle += 1
+        else:
+            missing.append((m, n))
+    return n_exact, n_trunc, n_unknown, n_straddle, missing
+
+
 def compare(cases, scan, stock, orc):
     """Counts and failures for parallel lists of cases and results."""
     st = dict(cases=len(cases), dangerous=0, dangerous_stock=0, flagged=0, flagged_stock=0,
               fn=0, fn_stock=0, fp=0, fp_stock=0, mismatch=0, named=0, name_checked=0,
-              name_diff=0, oracle_paths_differ=0, safe=0, safe_stock=0)
+              name_diff=0, oracle_paths_differ=0, safe=0, safe_stock=0,
+              c_cases=0, c_pairs=0, c_exact=0, c_truncated=0, c_unknown=0, c_straddle=0,
+              c_missing=0, c_count_short=0, c_max_pairs=0, c_many=0, c_first_differs=0,
+              c_scanner_imports=0)
     fails = []
     for c, s, k, o in zip(cases, scan, stock, orc):
         if s.startswith("MISMATCH") or k.startswith("MISMATCH"):
@@ -65,14 +138,51 @@ def compare(cases, scan, stock, orc):
         # Names: when CPython's first event is find_class and the scanner's
         # first import names it, they must agree.
         first = oracle.parse_first(s)
+        al = oracle.parse_all(s)
+        if al is None:
+            raise RuntimeError("scanner line without --all output: %s" % s[:200])
+        outer, imps = al
         if first and o.a == "find_class" and first[0] in ("GLOBAL", "INST", "STACK_GLOBAL"):
             st["name_checked"] += 1
             if first[2] is not None and first[3] is not None:
                 st["named"] += 1
-                if (first[2], first[3]) != (o.module, o.name):
+                # A GLOBAL/INST line cut at PSCAN_NAME_MAX names a prefix.
+                cut = bool(imps) and imps[0].truncated
+                if ((first[2], first[3]) != (o.module, o.name) if not cut else
+                        not (o.module.startswith(first[2]) and o.name.startswith(first[3]))):
                     st["name_diff"] += 1
-                    fails.append((c, "names: scanner %r.%r, find_class got %r.%r"
-                                  % (first[2], first[3], o.module, o.name)))
+                    fails.append((c, "names: scanner %s.%s, find_class got %s.%s"
+                                  % tuple(short(x) for x in (first[2], first[3], o.module,
+                                                             o.name))))
+        # Every import: each pair find_class was asked for on the "every
+        # import succeeds" path must be reported by collect mode.
+        st["c_scanner_imports"] += outer
+        # Sanity of the oracle: when path a's first event is find_class,
+        # path c asked for the same pair first (nothing before it differs).
+        if o.a == "find_class" and (not o.asked or o.asked[0] != (o.module, o.name)):
+            st["c_first_differs"] += 1
+            fails.append((c, "oracle: path a first asked %s.%s, path c %s"
+                          % (short(o.module), short(o.name), short(o.asked[:1]))))
+        if not o.asked:
+            continue
+        st["c_cases"] += 1
+        st["c_pairs"] += len(o.asked)
+        st["c_max_pairs"] = max(st["c_max_pairs"], len(o.asked))
+        st["c_many"] += len(o.asked) > 100
+        ex, tr, un, sd, missing = match_pairs(o.asked, imps)
+        st["c_exact"] += ex
+        st["c_truncated"] += tr
+        st["c_unknown"] += un
+        st["c_straddle"] += sd
+        if outer < len(o.asked) and not sd:
+            st["c_count_short"] += 1
+            fails.append((c, "imports: scanner reported %d, find_class called %d times"
+                          % (outer, len(o.asked))))
+        if missing:
+            st["c_missing"] += len(missing)
+            fails.append((c, "pairs: find_class asked %s, not reported (scanner: %s)"
+                          % (", ".join("%s.%s" % (short(m), short(n)) for m, n in missing[:4]),
+                             short(", ".join(map(repr, imps[:8])) or "no import", 400))))
     return st, fails
 
 
@@ -80,7 +190,7 @@ def run(n, seed, procs=1, checks=2, quiet=False):
     t0 = time.time()
     cases = oracle.load_regressions() + corpus.build_corpus(n, seed)
     t1 = time.time()
-    scan = oracle.run_scanner(cases, "--check", checks, "--collect", procs=procs)
+    scan = oracle.run_scanner(cases, "--check", checks, "--collect", "--all", procs=procs)
     stock = oracle.run_scanner(cases, "--opts", 7, procs=procs)
     t2 = time.time()
     orc = oracle.run_oracle(cases, procs=procs)
@@ -114,6 +224,14 @@ def report(st):
         % (st["name_checked"], st["named"], st["name_diff"]),
         "oracle cross-check (subclass vs audit hook disagree on find_class): %d"
         % st["oracle_paths_differ"],
+        "every import (loads() as if each import succeeded): %d cases call find_class, "
+        "%d pairs checked (up to %d in one case, %d cases > 100), scanner reported %d imports"
+        % (st["c_cases"], st["c_pairs"], st["c_max_pairs"], st["c_many"],
+           st["c_scanner_imports"]),
+        "  pairs named exactly by the scanner %d, by a cut line's prefix %d, reported unknown %d, "
+        "after a FRAME-straddle %d, MISSING %d; import count short %d; oracle path a/c first differ %d"
+        % (st["c_exact"], st["c_truncated"], st["c_unknown"], st["c_straddle"], st["c_missing"],
+           st["c_count_short"], st["c_first_differs"]),
     ])
 
 
@@ -136,12 +254,15 @@ def main():
             total = st
         else:
             for k, v in st.items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if k.endswith("_max_pairs"):
+                    total[k] = max(total[k], v)
+                elif isinstance(v, (int, float)) and not isinstance(v, bool):
                     total[k] = round(total[k] + v, 1) if isinstance(v, float) else total[k] + v
         done += n
         batch += 1
-        print("... %d cases, false negatives %d/%d, mismatches %d" % (
-            done, total["fn"], total["fn_stock"], total["mismatch"]), flush=True)
+        print("... %d cases, false negatives %d/%d, mismatches %d, pairs %d missing %d" % (
+            done, total["fn"], total["fn_stock"], total["mismatch"], total["c_pairs"],
+            total["c_missing"]), flush=True)
     if allfails:
         path = os.environ.get("PSCAN_FAILURES", "/tmp/pscan-failures.txt")
         with open(path, "w") as f:
@@ -151,7 +272,8 @@ def main():
     print(report(total))
     for c, why in allfails[:20]:
         print("FAIL", c[:200].hex(), why)
-    bad = total["fn"] + total["fn_stock"] + total["mismatch"] + total["name_diff"]
+    bad = (total["fn"] + total["fn_stock"] + total["mismatch"] + total["name_diff"]
+           + total["c_missing"] + total["c_count_short"] + total["c_first_differs"])
     sys.exit(1 if bad else 0)
 
 

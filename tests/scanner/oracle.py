@@ -21,9 +21,32 @@ Per case it reports, space-separated:
           differs from loads()
   g       outcome of plain pickle.load(io.BytesIO(data)) with the audit hook
   module, name  hex of what find_class received first (path a), or "-"
+  c       outcome of the "as if every import succeeded" path (below), or
+          "same" when it was skipped because it would run path a's program
+  k       how many times find_class was called on that path
+  pairs   every (module, name) find_class received on it, in order,
+          comma-separated "MODULEHEX/NAMEHEX" ('' for an empty string), or
+          "-" when none
 
 Outcomes: find_class, persistent_load, ext (unregistered extension code),
 ok, or the exception type name.
+
+The "as if every import succeeded" path (c) is what the scanner's collect
+mode models: Collect(Src(data), encoding="latin1", buffers=<stand-ins>)
+.load(), where find_class records the pair and returns a stand-in, and
+persistent_load returns one too. The stand-in, `Any`, is a class whose
+metaclass takes every call and returns `Any` again: REDUCE, NEWOBJ,
+NEWOBJ_EX (it is a type with a __new__ taking anything), OBJ, INST, BUILD
+(__setstate__), APPEND/APPENDS (append, extend), SETITEM(S) (__setitem__),
+ADDITEMS (add) and attribute setting on it and on its results succeed.
+Nothing real is imported or called. The extension registry is given an
+entry for every code that follows an EXT1/2/4 byte of the case, as
+(EXT_MODULE, "<code>") (the loads() of a worker that registered codes),
+so EXT reaches find_class too; it is emptied again after the case.
+Where the stand-in makes CPython raise and a real object might not (it is
+never a str for STACK_GLOBAL, never a buffer, never a dict for BUILD's
+default path...), CPython stops early and asks for fewer pairs: the check
+is that the pairs asked are a sub-multiset of what the scanner reports.
 """
 import os
 import subprocess
@@ -34,7 +57,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 PY = "/usr/bin/python3"
 
 ORACLE_SRC = r"""
-import io, pickle, resource, sys, _pickle
+import io, os, pickle, resource, sys, _pickle
 assert pickle.Unpickler is _pickle.Unpickler
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 
@@ -62,6 +85,72 @@ class Src:
         return r
 
 seen = []
+asked = []
+
+class AnyMeta(type):
+    def __call__(cls, *a, **k):
+        return Any
+    def __setitem__(cls, k, v):
+        pass
+    def __getitem__(cls, k):
+        return Any
+    def __delitem__(cls, k):
+        pass
+
+class Any(metaclass=AnyMeta):
+    def __new__(*a, **k):
+        return Any
+    def __init__(*a, **k):
+        pass
+    def __call__(*a, **k):
+        return Any
+    def __setstate__(*a, **k):
+        pass
+    def __reduce__(*a, **k):
+        return (Any, ())
+    def __getinitargs__(*a, **k):
+        return ()
+    def append(*a, **k):
+        pass
+    def extend(*a, **k):
+        pass
+    def add(*a, **k):
+        pass
+
+class Collect(pickle.Unpickler):
+    def find_class(self, module, name):
+        asked.append((module, name))
+        return Any
+    def persistent_load(self, pid):
+        return Any
+
+import copyreg, itertools
+EXT_MODULE = "zmtpfw.ext-registry"
+inverted = copyreg._inverted_registry
+
+def ext_codes(data):
+    # The codes EXT1/2/4 could read anywhere in data (a superset).
+    out = {}
+    for op, n, signed in ((0x82, 1, False), (0x83, 2, False), (0x84, 4, True)):
+        b = bytes([op])
+        i = data.find(b)
+        while i >= 0:
+            c = int.from_bytes(data[i + 1:i + 1 + n], "little", signed=signed)
+            if c > 0:
+                out[c] = (EXT_MODULE, str(c))
+            i = data.find(b, i + 1)
+    return out
+
+def collect(data):
+    codes = ext_codes(data)
+    inverted.update(codes)
+    copyreg._extension_cache.clear()
+    try:
+        return outcome(lambda: Collect(Src(data), encoding="latin1",
+                                       buffers=itertools.repeat(Any)).load())
+    finally:
+        inverted.clear()
+        copyreg._extension_cache.clear()
 
 class Oracle(pickle.Unpickler):
     def find_class(self, module, name):
@@ -76,18 +165,36 @@ def audit(event, args):
 
 sys.addaudithook(audit)
 
+last = [None]
+
 def outcome(load):
+    last[0] = None
     try:
         load()
         return "ok"
     except Hit as e:
         return str(e)
     except ValueError as e:
+        last[0] = e
         if str(e).startswith("unregistered extension code"):
             return "ext"
         return "ValueError"
     except BaseException as e:
+        last[0] = e
         return type(e).__name__
+
+# Path c runs exactly path a's program up to the first opcode where they
+# part: an import (find_class, persistent_load, EXT), NEXT_BUFFER (no
+# buffers= on path a) or a STRING/BINSTRING that is not ASCII (latin1 on
+# path c). When path a ended in none of these, path c asks for nothing:
+# it is skipped (FULL=1 in the environment runs it anyway).
+FULL = os.environ.get("PSCAN_ORACLE_FULL") == "1"
+
+def parts_ways(a):
+    e = last[0]
+    return (FULL or a in ("find_class", "persistent_load", "ext")
+            or isinstance(e, UnicodeDecodeError)
+            or (isinstance(e, pickle.UnpicklingError) and "buffers" in str(e)))
 
 def hx(s):
     return s.encode("utf-8", "surrogatepass").hex() or "''"
@@ -97,21 +204,30 @@ for line in sys.stdin:
     data = bytes.fromhex(line.strip())
     del seen[:]
     a = outcome(lambda: Oracle(Src(data)).load())
+    run_c = parts_ways(a)
     names = "%s %s" % (hx(seen[0][0]), hx(seen[0][1])) if seen else "- -"
     b = outcome(lambda: pickle.loads(data))
     f = outcome(lambda: Oracle(io.BytesIO(data)).load())
     g = outcome(lambda: pickle.load(io.BytesIO(data)))
     danger = a in ("find_class", "persistent_load", "ext") or b == "find_class"
-    out.append("%d %s %s %s %s %s" % (danger, a, b, f, g, names))
+    del asked[:]
+    c = collect(data) if run_c else "same"
+    pairs = ",".join("%s/%s" % (hx(m), hx(n)) for m, n in asked) or "-"
+    out.append("%d %s %s %s %s %s %s %d %s" % (danger, a, b, f, g, names, c, len(asked), pairs))
 sys.stdout.write("\n".join(out) + ("\n" if out else ""))
 """
 
 DANGER = ("find_class", "persistent_load", "ext")
+EXT_MODULE = b"zmtpfw.ext-registry"  # find_class module of a registered EXT code
+
+
+def unhex(h):
+    return b"" if h == "''" else bytes.fromhex(h)
 
 
 class Verdict:
     """One oracle line, parsed."""
-    __slots__ = ("danger", "a", "b", "f", "g", "module", "name")
+    __slots__ = ("danger", "a", "b", "f", "g", "module", "name", "c", "asked")
 
     def __init__(self, line):
         p = line.split()
@@ -119,6 +235,11 @@ class Verdict:
         self.a, self.b, self.f, self.g = p[1:5]
         self.module = None if p[5] == "-" else bytes.fromhex("" if p[5] == "''" else p[5])
         self.name = None if p[6] == "-" else bytes.fromhex("" if p[6] == "''" else p[6])
+        # Path c: every (module, name) find_class was asked for, in order.
+        self.c = p[7]
+        self.asked = [] if p[9] == "-" else [
+            tuple(unhex(x) for x in pr.split("/")) for pr in p[9].split(",")]
+        assert len(self.asked) == int(p[8])
 
     def dangerous(self, stock=False):
         """Must the scanner flag it? Default policy: loads() or load(file)
@@ -186,12 +307,53 @@ def parse_first(line):
     """(opcode, offset, module bytes|None, name bytes|None) of the first
     import in a --collect line, or None."""
     i = line.find(" first=")
-    if i < 0 or line.endswith("first=-"):
+    if i < 0:
         return None
-    op_off, mod, name = line[i + 7:].split("/")
+    j = line.find(" ", i + 1)
+    first = line[i + 7:] if j < 0 else line[i + 7:j]
+    if first == "-":
+        return None
+    op_off, mod, name = first.split("/")
     op, off = op_off.rsplit("@", 1)
     un = lambda h: None if h == "?" else bytes.fromhex(h)
     return op, int(off), un(mod), un(name)
+
+
+class Imp:
+    """One import of the scanner's collect mode (pscan_driver --all)."""
+    __slots__ = ("op", "off", "module", "name", "truncated", "ext_code")
+
+    def __init__(self, text):
+        head, mod, name = text.split("/")
+        op, off = head.rsplit("@", 1)
+        self.off = int(off)
+        self.ext_code = None
+        if ":" in op:
+            op, code = op.split(":")
+            self.ext_code = int(code)
+        self.truncated = op.endswith("~")
+        self.op = op.rstrip("~")
+        self.module = None if mod == "-" else unhex(mod)
+        self.name = None if name == "-" else unhex(name)
+
+    def unknown(self):
+        return self.module is None or self.name is None
+
+    def __repr__(self):
+        return "%s@%d:%r.%r%s" % (self.op, self.off, self.module, self.name,
+                                  "~" if self.truncated else "")
+
+
+def parse_all(line):
+    """(outer count, [Imp]) from a --collect --all line, or None."""
+    i = line.find(" outer=")
+    if i < 0:
+        return None
+    j = line.index(" all=", i)
+    n = int(line[i + 7:j])
+    body = line[j + 5:]
+    imps = [Imp(t) for t in body.split(",")] if body else []
+    return n, imps
 
 
 def load_regressions(path=os.path.join(HERE, "regressions.txt")):

@@ -16,6 +16,15 @@
  *   --collect    also run collect mode and append
  *                " imports=N first=OPCODE@OFFSET/MODULEHEX/NAMEHEX" (? for
  *                unknown names, "-" without imports)
+ *   --all        with --collect: also append " outer=K all=LIST", where K
+ *                counts the reports that stand for a find_class call of the
+ *                outer loads() (see outer_import()) and LIST has every one
+ *                of them, in stream order, comma-separated, as
+ *                OPCODE[~][:EXTCODE]@OFFSET/MODULE/NAME: MODULE and NAME
+ *                are hex, '' for an empty string, '-' when unknown; '~'
+ *                marks a GLOBAL/INST line cut at PSCAN_NAME_MAX (the names
+ *                are then the kept prefixes); EXTCODE is EXT1/2/4's code.
+ *                "all=" alone when there are none. Always last on the line.
  *   --check K    verify the invariants on every frame, printing
  *                "MISMATCH <what>" instead of the verdict when one fails:
  *                the state is poisoned with junk before pscan_init (lazy
@@ -44,10 +53,32 @@ struct collected {
 	uint64_t n;            /* imports reported */
 	uint64_t hash;         /* FNV-1a over every report */
 	char first[2 * 2 * PSCAN_NAME_MAX + 64]; /* the first one, printable */
+	uint64_t outer;        /* reports that are find_class calls of loads() */
+	char *all;             /* --all: every outer report, printable, or NULL */
+	size_t all_len, all_cap;
 };
 
 static unsigned opts;
 static struct pscan_names *names;
+static int list_all; /* --all */
+
+/* The names memory of collect mode (the offline size), allocated once. */
+static struct pscan_names *names_new(void)
+{
+	return pscan_names_init(malloc(pscan_names_size(PSCAN_NAMES_ARENA, PSCAN_NAMES_MEMO)),
+				PSCAN_NAMES_ARENA, PSCAN_NAMES_MEMO);
+}
+
+/* Does this report stand for a find_class() call (or persistent_load, or
+ * an extension-registry look-up) of the outer loads()? The oracle compares
+ * only those with what CPython's find_class was asked for: not a policy
+ * shape event, nor an import of a pickle nested in a bytes value (which
+ * the outer loads() never performs). */
+static bool outer_import(const struct pscan_import *imp)
+{
+	return imp->shape == NULL && imp->depth == 0;
+}
+
 static uint64_t rng_state = 0x9e3779b97f4a7c15u;
 
 static uint64_t rnd(void)
@@ -76,11 +107,70 @@ static void hex(char *out, const uint8_t *p, size_t n)
 	out[2 * n] = 0;
 }
 
+/* Append n bytes of text to c->all (grown as needed). */
+static void all_add(struct collected *c, const char *text, size_t n)
+{
+	if (c->all_len + n + 1 > c->all_cap) {
+		size_t cap = c->all_cap ? c->all_cap : 4096;
+		while (c->all_len + n + 1 > cap)
+			cap *= 2;
+		char *p = realloc(c->all, cap);
+		if (p == NULL) {
+			fprintf(stderr, "out of memory\n");
+			exit(2);
+		}
+		c->all = p;
+		c->all_cap = cap;
+	}
+	memcpy(c->all + c->all_len, text, n);
+	c->all_len += n;
+	c->all[c->all_len] = 0;
+}
+
+/* One name for --all: hex, '' when empty, '-' when unknown. */
+static void all_name(struct collected *c, const uint8_t *p, size_t n)
+{
+	char h[2 * PSCAN_NAME_MAX + 1];
+	if (p == NULL)
+		all_add(c, "-", 1);
+	else if (n == 0)
+		all_add(c, "''", 2);
+	else {
+		if (n > PSCAN_NAME_MAX) /* never: the scanner keeps at most that */
+			n = PSCAN_NAME_MAX;
+		hex(h, p, n);
+		all_add(c, h, 2 * n);
+	}
+}
+
+static void all_entry(struct collected *c, const struct pscan_import *imp)
+{
+	char head[96];
+	int k;
+	if (c->outer > 1)
+		all_add(c, ",", 1);
+	if (strncmp(imp->opcode, "EXT", 3) == 0)
+		k = snprintf(head, sizeof(head), "%s:%lld@%llu/", imp->opcode,
+			     (long long)imp->ext_code, (unsigned long long)imp->offset);
+	else
+		k = snprintf(head, sizeof(head), "%s%s@%llu/", imp->opcode,
+			     imp->truncated ? "~" : "", (unsigned long long)imp->offset);
+	all_add(c, head, (size_t)k);
+	all_name(c, imp->module, imp->module_len);
+	all_add(c, "/", 1);
+	all_name(c, imp->name, imp->name_len);
+}
+
 static void on_import(void *ctx, struct pscan_import *imp)
 {
 	struct collected *c = ctx;
 	if (imp->shape)
 		return; /* policy shapes are not imports */
+	if (outer_import(imp)) {
+		c->outer++;
+		if (list_all)
+			all_entry(c, imp);
+	}
 	uint64_t h = c->hash;
 	h = fnv(h, imp->opcode, strlen(imp->opcode));
 	h = fnv(h, &imp->offset, sizeof(imp->offset));
@@ -117,7 +207,13 @@ static struct result scan_run(const uint8_t *d, size_t n, size_t split, const si
 		memset(&st, 0, sizeof(st));
 	pscan_init_opts(&st, opts);
 	if (col) {
+		char *keep = col->all;
+		size_t keep_cap = col->all_cap;
 		memset(col, 0, sizeof(*col));
+		col->all = keep; /* reuse the --all buffer */
+		col->all_cap = keep_cap;
+		if (keep)
+			keep[0] = 0;
 		strcpy(col->first, "-");
 		col->hash = 0xcbf29ce484222325u;
 		pscan_collect(&st, names, on_import, col);
@@ -151,7 +247,7 @@ static const char *check(const uint8_t *d, size_t n, int k, struct result whole)
 	static size_t pre_cap;
 	size_t *chunks = malloc((n + 1) * sizeof(size_t));
 	const char *bad = NULL;
-	struct collected c1, c2;
+	struct collected c1 = { 0 }, c2 = { 0 };
 
 	if (chunks == NULL)
 		return "out-of-memory";
@@ -203,6 +299,8 @@ static const char *check(const uint8_t *d, size_t n, int k, struct result whole)
 		}
 	}
 	free(chunks);
+	free(c1.all);
+	free(c2.all);
 	return bad;
 }
 
@@ -212,6 +310,9 @@ static void print(struct result r, const struct collected *col)
 	       r.reason, (unsigned long long)r.off);
 	if (col)
 		printf(" imports=%llu first=%s", (unsigned long long)col->n, col->first);
+	if (col && list_all)
+		printf(" outer=%llu all=%s", (unsigned long long)col->outer,
+		       col->all ? col->all : "");
 	putchar('\n');
 }
 
@@ -231,7 +332,7 @@ static int run_hexlines(size_t split, int collect, int checks)
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t len;
-	struct collected col;
+	struct collected col = { 0 };
 
 	while ((len = getline(&line, &cap, stdin)) >= 0) {
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
@@ -263,6 +364,7 @@ static int run_hexlines(size_t split, int collect, int checks)
 		free(buf);
 	}
 	free(line);
+	free(col.all);
 	fflush(stdout);
 	return 0;
 }
@@ -456,6 +558,8 @@ int main(int argc, char **argv)
 			hexlines = 1;
 		else if (strcmp(argv[i], "--collect") == 0)
 			collect = 1;
+		else if (strcmp(argv[i], "--all") == 0)
+			list_all = 1;
 		else if (strcmp(argv[i], "--info") == 0) {
 			/* Lets tests size their runs for a sanitized build. */
 			printf("sanitized %d\n", DRIVER_SANITIZED);
@@ -474,10 +578,9 @@ int main(int argc, char **argv)
 	if (do_bench)
 		return bench(path);
 	if (collect || checks >= 0) {
-		names = malloc(pscan_names_size(PSCAN_NAMES_ARENA, PSCAN_NAMES_MEMO));
+		names = names_new();
 		if (names == NULL)
 			return 2;
-		names = pscan_names_init(names, PSCAN_NAMES_ARENA, PSCAN_NAMES_MEMO);
 	}
 	if (hexlines)
 		return run_hexlines(split, collect, checks);
@@ -485,11 +588,12 @@ int main(int argc, char **argv)
 	uint8_t *buf = slurp(path, &n);
 	if (buf == NULL)
 		return 2;
-	struct collected col;
+	struct collected col = { 0 };
 	struct result r = scan_run(buf, n, split, NULL, 0, NULL);
 	if (collect)
 		(void)scan_run(buf, n, split, NULL, 0, &col);
 	print(r, collect ? &col : NULL);
+	free(col.all);
 	free(buf);
 	free(names);
 	return 0;
