@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Build the container images for real and prove the runtime image by running
+# zmtpfw inside it against real peers (CI runs this; root, Debian 12).
+#
+#   scripts/image-test.sh
+#
+# 1. base: `debootstrap --variant=minbase bookworm` from the Debian mirror apt
+#    is configured with (read from /etc/apt/sources.list*), imported with
+#    `podman import` as localhost/debian:12-slim. The rootfs tarball is
+#    cached in $ZMTPFW_IMAGE_CACHE (default /var/cache/zmtpfw-image), keyed
+#    on the mirror, debootstrap's version and the ISO week, so a machine
+#    rebuilds it at most weekly and never from a stale mirror setting.
+# 2. both Dockerfile targets with `buildah bud --isolation chroot`, vfs
+#    storage in a scratch directory (removed at the end), Docker format (OCI
+#    images would drop the HEALTHCHECK).
+# 3. in the runtime image (`buildah from` + `buildah run --isolation chroot`,
+#    as the image's USER 10001): `zmtpfw -t` on the shipped config; then
+#    scripts/demo.py with zmtpfw started from the image on the host network
+#    in front of a pyzmq worker on the host (the exploit lands directly, is
+#    dropped through zmtpfw, legitimate messages arrive, log and metrics
+#    agree), during which the image's own HEALTHCHECK command must succeed.
+# 4. the iptables-init image: its entrypoint run (chroot into the mounted
+#    image) inside a new network namespace; `--check` must then pass and the
+#    namespace's nat table must hold the REDIRECT rule.
+# `podman run` is not used: this sandbox refuses its setrlimit calls.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE=${ZMTPFW_IMAGE_CACHE:-/var/cache/zmtpfw-image}
+PY=/usr/bin/python3
+TAG=image-test
+IMG=localhost/zmtpfw:$TAG
+INIT_IMG=localhost/zmtpfw-iptables-init:$TAG
+BASE=localhost/debian:12-slim
+T0=$SECONDS
+
+log() { echo "image-test: [$((SECONDS - T0))s] $*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+need=()
+for p in buildah podman debootstrap iptables iproute2 python3-zmq python3-msgpack; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+	log "installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The Debian mirror apt uses: the first "deb URL bookworm" line, or the
+# URIs: of the deb822 stanza whose Suites: include bookworm.
+mirror() {
+	local f
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[ -r "$f" ] || continue
+		awk '$1 == "deb" { u = $2; if (u ~ /^\[/) u = $3; for (i = 2; i <= NF; i++) if ($i == "bookworm") { print u; exit } }' "$f"
+	done
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -r "$f" ] || continue
+		awk 'BEGIN { RS = ""; FS = "\n" }
+		{
+			u = ""; s = 0
+			for (i = 1; i <= NF; i++) {
+				if ($i ~ /^URIs:/) { split($i, a, /[ \t]+/); u = a[2] }
+				if ($i ~ /^Suites:/ && $i ~ /[ \t]bookworm([ \t]|$)/) s = 1
+			}
+			if (u != "" && s) { print u; exit }
+		}' "$f"
+	done
+}
+MIRROR=$(mirror | head -1)
+[ -n "$MIRROR" ] || die "no bookworm mirror in /etc/apt/sources.list*"
+
+# ZMTPFW_IMAGE_WORK=DIR keeps the storage (and the built images) in DIR and
+# reuses them on the next run: for working on steps 3 and 4.
+WORK=${ZMTPFW_IMAGE_WORK:-$(mktemp -d /var/tmp/zmtpfw-image-test.XXXXXX)}
+mkdir -p "$WORK"
+NETNS=zmtpfw-imgtest-$$
+B=(buildah --root "$WORK/storage" --runroot "$WORK/run" --storage-driver vfs)
+P=(podman --root "$WORK/storage" --runroot "$WORK/run" --storage-driver vfs)
+MOUNTS=()
+cleanup() {
+	local m
+	for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null || true; done
+	ip netns del "$NETNS" 2>/dev/null || true
+	"${B[@]}" rm --all >/dev/null 2>&1 || true
+	[ -n "${ZMTPFW_IMAGE_WORK:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# --- 1. base image -----------------------------------------------------------
+key=$(printf '%s\n' "$MIRROR" "$(dpkg-query -W -f='${Version}' debootstrap)" "$(dpkg --print-architecture)" \
+	"$(date -u +%G-W%V)" | sha256sum | cut -c1-16)
+tarball=$CACHE/bookworm-minbase-$key.tar
+if [ -s "$tarball" ]; then
+	log "base: cached $tarball"
+else
+	log "base: debootstrap --variant=minbase bookworm (mirror from apt's sources)"
+	mkdir -p "$CACHE"
+	rm -f "$CACHE"/bookworm-minbase-*.tar # older keys: never reused
+	debootstrap --variant=minbase bookworm "$WORK/rootfs" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
+		{ tail -20 "$WORK/debootstrap.log" >&2; die "debootstrap"; }
+	# What the official slim image also leaves out; apt lists come back with
+	# the Dockerfile's own apt-get update.
+	rm -rf "$WORK/rootfs"/var/cache/apt/archives/*.deb "$WORK/rootfs"/var/lib/apt/lists/*
+	tar -C "$WORK/rootfs" --numeric-owner -cf "$tarball.tmp" .
+	mv "$tarball.tmp" "$tarball"
+	rm -rf "$WORK/rootfs"
+fi
+if [ -n "${ZMTPFW_IMAGE_WORK:-}" ] && "${B[@]}" inspect --type image "$IMG" >/dev/null 2>&1 &&
+	"${B[@]}" inspect --type image "$INIT_IMG" >/dev/null 2>&1; then
+	log "reusing the images in $WORK"
+	built=1
+else
+	"${P[@]}" import --quiet "$tarball" "$BASE" >/dev/null
+	log "base: imported as $BASE"
+	built=0
+fi
+
+# --- 2. both targets ---------------------------------------------------------
+bud() {
+	"${B[@]}" bud --isolation chroot --format docker --build-arg DEBIAN_IMAGE=$BASE "$@" . \
+		>"$WORK/bud.log" 2>&1 || { tail -40 "$WORK/bud.log" >&2; die "buildah bud $*"; }
+}
+if [ $built = 0 ]; then
+	log "building the runtime image (build stage: compile, unit tests)"
+	bud -t "$IMG"
+	log "building the iptables-init image"
+	bud --target iptables-init -t "$INIT_IMG"
+fi
+"${B[@]}" images
+
+# One field of an image's Docker config, as JSON.
+config() {
+	"${B[@]}" inspect --type image "$1" |
+		"$PY" -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["Docker"]["config"].get(sys.argv[1])))' "$2"
+}
+
+# --- 3. the runtime image ----------------------------------------------------
+ctr=$("${B[@]}" from --quiet "$IMG")
+user=$(config "$IMG" User)
+[ "$user" = '"10001:10001"' ] || die "image USER is $user, want 10001:10001"
+health=$(config "$IMG" Healthcheck)
+# {"Test": ["CMD", "/usr/local/libexec/zmtpfw/healthcheck", "healthz"], ...} -> the command
+mapfile -t hc < <("$PY" -c 'import json, sys; t = json.loads(sys.argv[1])["Test"]; assert t[0] == "CMD", t
+print("\n".join(t[1:]))' "$health") || die "the image has no HEALTHCHECK CMD: $health"
+[ ${#hc[@]} -gt 0 ] || die "the image has no HEALTHCHECK CMD: $health"
+log "HEALTHCHECK: ${hc[*]}"
+
+RUN=("${B[@]}" run --isolation chroot --network host)
+log "zmtpfw -t on the shipped config, inside the image as uid $("${RUN[@]}" "$ctr" -- id -u)"
+"${RUN[@]}" "$ctr" -- /usr/local/bin/zmtpfw -t -c /etc/zmtpfw/zmtpfw.conf
+[ "$("${RUN[@]}" "$ctr" -- id -u)" = 10001 ] || die "buildah run is not using the image's USER"
+
+# zmtpfw from the image, on the host network, reading the demo's config
+# through a bind mount of its scratch directory (same path inside).
+demo=$WORK/demo
+mkdir -p "$demo"
+chmod 755 "$WORK"
+log "zmtpfw from the image in front of a pyzmq worker on the host (scripts/demo.py)"
+"$PY" scripts/demo.py --dir "$demo" \
+	--fw-cmd "${RUN[*]} -v $demo:$demo:ro $ctr -- /usr/local/bin/zmtpfw" \
+	--health-cmd "${RUN[*]} --env ZMTPFW_METRICS={metrics} $ctr -- ${hc[*]}" ||
+	die "demo against the image's zmtpfw"
+
+# --- 4. the iptables-init image in a network namespace ----------------------
+ictr=$("${B[@]}" from --quiet "$INIT_IMG")
+mnt=$("${B[@]}" mount "$ictr")
+entry=$(config "$INIT_IMG" Entrypoint)
+[ "$entry" = '["/usr/local/bin/zmtpfw-iptables-init"]' ] || die "iptables-init entrypoint is $entry"
+for d in proc dev sys; do
+	mount --rbind "/$d" "$mnt/$d"
+	mount --make-rslave "$mnt/$d"
+	MOUNTS=("$mnt/$d" "${MOUNTS[@]}")
+done
+host_nat=$(iptables -w -t nat -S 2>&1)
+ip netns add "$NETNS"
+ip -n "$NETNS" link set lo up
+log "iptables-init image: entrypoint in network namespace $NETNS"
+ip netns exec "$NETNS" chroot "$mnt" /usr/local/bin/zmtpfw-iptables-init 5555:15555 30001:31001
+ip netns exec "$NETNS" chroot "$mnt" /usr/local/bin/zmtpfw-iptables-init --check 5555:15555 30001:31001 ||
+	die "iptables-init --check after install"
+rules=$(ip netns exec "$NETNS" chroot "$mnt" iptables -w -t nat -S ZMTPFW_REDIRECT)
+printf '    %s\n' "${rules//$'\n'/$'\n'    }"
+grep -q -- '--dport 5555 -j REDIRECT --to-ports 15555' <<<"$rules" || die "REDIRECT rule missing"
+# The host's own nat table must be as it was.
+[ "$(iptables -w -t nat -S 2>&1)" = "$host_nat" ] || die "the host's nat table changed"
+for m in "${MOUNTS[@]}"; do umount -R "$m"; done
+MOUNTS=()
+"${B[@]}" umount "$ictr" >/dev/null
+
+log "ok: both images built; zmtpfw ran inside the runtime image; the init image's rules are in place"
