@@ -6,13 +6,16 @@
 #
 # 1. base: `debootstrap --variant=minbase bookworm` from the Debian mirror apt
 #    is configured with (read from /etc/apt/sources.list*), imported with
-#    `podman import` as localhost/debian:12-slim. The rootfs tarball is
-#    cached in $ZMTPFW_IMAGE_CACHE (default /var/cache/zmtpfw-image), keyed
-#    on the mirror, debootstrap's version and the ISO week, so a machine
-#    rebuilds it at most weekly and never from a stale mirror setting.
-# 2. both Dockerfile targets with `buildah bud --isolation chroot`, vfs
-#    storage in a scratch directory (removed at the end), Docker format (OCI
-#    images would drop the HEALTHCHECK).
+#    `podman import` as localhost/debian:12-slim. The image is
+#    kept in the image store in $ZMTPFW_IMAGE_CACHE (default
+#    /var/cache/zmtpfw-image), labelled with a key of the mirror,
+#    debootstrap's version and the ISO week: a machine rebuilds it at most
+#    weekly, never from another mirror, and a new base drops every cached
+#    layer built on the old one (so cached apt installs are at most a week old).
+# 2. both Dockerfile targets with `buildah bud --layers --isolation chroot`,
+#    vfs storage in that store (the build-deps and iptables layers are reused
+#    while scripts/build-image.sh is unchanged), Docker format (OCI images
+#    would drop the HEALTHCHECK).
 # 3. in the runtime image (`buildah from` + `buildah run --isolation chroot`,
 #    as the image's USER 10001): `zmtpfw -t` on the shipped config; then
 #    scripts/demo.py with zmtpfw started from the image on the host network
@@ -71,63 +74,62 @@ mirror() {
 MIRROR=$(mirror | head -1)
 [ -n "$MIRROR" ] || die "no bookworm mirror in /etc/apt/sources.list*"
 
-# ZMTPFW_IMAGE_WORK=DIR keeps the storage (and the built images) in DIR and
-# reuses them on the next run: for working on steps 3 and 4.
-WORK=${ZMTPFW_IMAGE_WORK:-$(mktemp -d /var/tmp/zmtpfw-image-test.XXXXXX)}
-mkdir -p "$WORK"
+WORK=$(mktemp -d /var/tmp/zmtpfw-image-test.XXXXXX)
+chmod 755 "$WORK"
 NETNS=zmtpfw-imgtest-$$
-B=(buildah --root "$WORK/storage" --runroot "$WORK/run" --storage-driver vfs)
-P=(podman --root "$WORK/storage" --runroot "$WORK/run" --storage-driver vfs)
+# One persistent image store, one run at a time (flock): it holds the base
+# image and buildah's layer cache (--layers: a layer is reused only when its
+# parent and its instruction, COPY contents included, are the same).
+STORE=$CACHE/storage
+mkdir -p "$CACHE"
+exec 9>"$CACHE/lock"
+flock 9
+B=(buildah --root "$STORE" --runroot "$CACHE/run" --storage-driver vfs)
+P=(podman --root "$STORE" --runroot "$CACHE/run" --storage-driver vfs)
 MOUNTS=()
 cleanup() {
 	local m
-	for m in "${MOUNTS[@]}"; do umount "$m" 2>/dev/null || true; done
+	for m in "${MOUNTS[@]}"; do umount -R "$m" 2>/dev/null || true; done
 	ip netns del "$NETNS" 2>/dev/null || true
 	"${B[@]}" rm --all >/dev/null 2>&1 || true
-	[ -n "${ZMTPFW_IMAGE_WORK:-}" ] || rm -rf "$WORK"
+	"${B[@]}" rmi "$IMG" "$INIT_IMG" >/dev/null 2>&1 || true
+	rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 # --- 1. base image -----------------------------------------------------------
 key=$(printf '%s\n' "$MIRROR" "$(dpkg-query -W -f='${Version}' debootstrap)" "$(dpkg --print-architecture)" \
 	"$(date -u +%G-W%V)" | sha256sum | cut -c1-16)
-tarball=$CACHE/bookworm-minbase-$key.tar
-if [ -s "$tarball" ]; then
-	log "base: cached $tarball"
-else
+# Each run leaves its own layers behind (vfs stores every layer whole):
+# past 10 GiB, or with a base of another key, the store starts afresh.
+have=$("${P[@]}" image inspect --format '{{index .Labels "zmtpfw.base-key"}}' "$BASE" 2>/dev/null || true)
+if [ "$have" != "$key" ] || [ "$(du -s --block-size=1G "$STORE" 2>/dev/null | cut -f1)" -gt 10 ]; then
+	[ -d "$STORE" ] && log "base: new key or store over 10 GiB: emptying $STORE"
+	rm -rf "$STORE" "$CACHE/run" "$CACHE"/bookworm-minbase-*.tar
 	log "base: debootstrap --variant=minbase bookworm (mirror from apt's sources)"
-	mkdir -p "$CACHE"
-	rm -f "$CACHE"/bookworm-minbase-*.tar # older keys: never reused
 	debootstrap --variant=minbase bookworm "$WORK/rootfs" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
 		{ tail -20 "$WORK/debootstrap.log" >&2; die "debootstrap"; }
 	# What the official slim image also leaves out; apt lists come back with
 	# the Dockerfile's own apt-get update.
 	rm -rf "$WORK/rootfs"/var/cache/apt/archives/*.deb "$WORK/rootfs"/var/lib/apt/lists/*
-	tar -C "$WORK/rootfs" --numeric-owner -cf "$tarball.tmp" .
-	mv "$tarball.tmp" "$tarball"
+	tar -C "$WORK/rootfs" --numeric-owner -cf "$WORK/base.tar" .
 	rm -rf "$WORK/rootfs"
-fi
-if [ -n "${ZMTPFW_IMAGE_WORK:-}" ] && "${B[@]}" inspect --type image "$IMG" >/dev/null 2>&1 &&
-	"${B[@]}" inspect --type image "$INIT_IMG" >/dev/null 2>&1; then
-	log "reusing the images in $WORK"
-	built=1
+	"${P[@]}" import --quiet --change "LABEL zmtpfw.base-key=$key" "$WORK/base.tar" "$BASE" >/dev/null
+	rm -f "$WORK/base.tar"
+	log "base: imported as $BASE (key $key)"
 else
-	"${P[@]}" import --quiet "$tarball" "$BASE" >/dev/null
-	log "base: imported as $BASE"
-	built=0
+	log "base: $BASE (key $key) from $STORE"
 fi
 
 # --- 2. both targets ---------------------------------------------------------
 bud() {
-	"${B[@]}" bud --isolation chroot --format docker --build-arg DEBIAN_IMAGE=$BASE "$@" . \
+	"${B[@]}" bud --layers --isolation chroot --format docker --build-arg DEBIAN_IMAGE=$BASE "$@" . \
 		>"$WORK/bud.log" 2>&1 || { tail -40 "$WORK/bud.log" >&2; die "buildah bud $*"; }
 }
-if [ $built = 0 ]; then
-	log "building the runtime image (build stage: compile, unit tests)"
-	bud -t "$IMG"
-	log "building the iptables-init image"
-	bud --target iptables-init -t "$INIT_IMG"
-fi
+log "building the runtime image (build stage: compile, unit tests)"
+bud -t "$IMG"
+log "building the iptables-init image"
+bud --target iptables-init -t "$INIT_IMG"
 "${B[@]}" images
 
 # One field of an image's Docker config, as JSON.
@@ -156,7 +158,6 @@ log "zmtpfw -t on the shipped config, inside the image as uid $("${RUN[@]}" "$ct
 # through a bind mount of its scratch directory (same path inside).
 demo=$WORK/demo
 mkdir -p "$demo"
-chmod 755 "$WORK"
 log "zmtpfw from the image in front of a pyzmq worker on the host (scripts/demo.py)"
 "$PY" scripts/demo.py --dir "$demo" \
 	--fw-cmd "${RUN[*]} -v $demo:$demo:ro $ctr -- /usr/local/bin/zmtpfw" \
