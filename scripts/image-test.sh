@@ -33,6 +33,7 @@ PY=/usr/bin/python3
 TAG=image-test
 IMG=localhost/zmtpfw:$TAG
 INIT_IMG=localhost/zmtpfw-iptables-init:$TAG
+DEPS_IMG=localhost/zmtpfw-build-deps:$TAG
 BASE=localhost/debian:12-slim
 T0=$SECONDS
 
@@ -92,10 +93,17 @@ cleanup() {
 	for m in "${MOUNTS[@]}"; do umount -R "$m" 2>/dev/null || true; done
 	ip netns del "$NETNS" 2>/dev/null || true
 	"${B[@]}" rm --all >/dev/null 2>&1 || true
-	"${B[@]}" rmi "$IMG" "$INIT_IMG" >/dev/null 2>&1 || true
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+# The previous run's runtime image and build-stage layers change with every
+# commit: drop them (slow on vfs, so here rather than at the end: a fresh CI
+# machine has none). Kept: the base, build-deps and iptables-init images,
+# whose layers this run reuses.
+"${B[@]}" rm --all >/dev/null 2>&1 || true
+"${B[@]}" rmi "$IMG" >/dev/null 2>&1 || true
+"${B[@]}" rmi --prune >/dev/null 2>&1 || true
 
 # --- 1. base image -----------------------------------------------------------
 key=$(printf '%s\n' "$MIRROR" "$(dpkg-query -W -f='${Version}' debootstrap)" "$(dpkg --print-architecture)" \
@@ -126,6 +134,10 @@ bud() {
 	"${B[@]}" bud --layers --isolation chroot --format docker --build-arg DEBIAN_IMAGE=$BASE "$@" . \
 		>"$WORK/bud.log" 2>&1 || { tail -40 "$WORK/bud.log" >&2; die "buildah bud $*"; }
 }
+# The build-deps stage stays tagged, so neither the prune below nor the
+# next run's build loses it.
+log "building the build-deps stage (cached while scripts/build-image.sh is unchanged)"
+bud --target build-deps -t "$DEPS_IMG"
 log "building the runtime image (build stage: compile, unit tests)"
 bud -t "$IMG"
 log "building the iptables-init image"
