@@ -23,8 +23,9 @@
 #    dropped through zmtpfw, legitimate messages arrive, log and metrics
 #    agree), during which the image's own HEALTHCHECK command must succeed.
 # 4. the iptables-init image: its entrypoint run (chroot into the mounted
-#    image) inside a new network namespace; `--check` must then pass and the
-#    namespace's nat table must hold the REDIRECT rule.
+#    image) inside a new network namespace with NET_ADMIN as its only
+#    capability (it must fail without); `--check` must then pass, the
+#    namespace's nat table hold the REDIRECT rules, the host's be unchanged.
 # `podman run` is not used: this sandbox refuses its setrlimit calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -190,7 +191,15 @@ host_nat=$(iptables -w -t nat -S 2>&1)
 ip netns add "$NETNS"
 ip -n "$NETNS" link set lo up
 log "iptables-init image: entrypoint in network namespace $NETNS"
-ip netns exec "$NETNS" chroot "$mnt" /usr/local/bin/zmtpfw-iptables-init 5555:15555 30001:31001
+# As the pod runs it: no capability but NET_ADMIN (and SYS_CHROOT, for the
+# chroot into the image), no_new_privs. Without NET_ADMIN it must fail.
+confined=(setpriv --inh-caps=-all --no-new-privs)
+if ip netns exec "$NETNS" "${confined[@]}" --bounding-set=-all,+sys_chroot \
+	chroot "$mnt" /usr/local/bin/zmtpfw-iptables-init 5555:15555 >/dev/null 2>&1; then
+	die "iptables-init succeeded without NET_ADMIN"
+fi
+ip netns exec "$NETNS" "${confined[@]}" --bounding-set=-all,+net_admin,+sys_chroot \
+	chroot "$mnt" /usr/local/bin/zmtpfw-iptables-init 5555:15555 30001:31001
 ip netns exec "$NETNS" chroot "$mnt" /usr/local/bin/zmtpfw-iptables-init --check 5555:15555 30001:31001 ||
 	die "iptables-init --check after install"
 rules=$(ip netns exec "$NETNS" chroot "$mnt" iptables -w -t nat -S ZMTPFW_REDIRECT)
