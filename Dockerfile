@@ -12,11 +12,15 @@
 
 ARG DEBIAN_IMAGE=debian:12-slim
 
-# --- build: compilers and -dev packages, unit tests, install into /out --------
-FROM ${DEBIAN_IMAGE} AS build
+# --- build-deps: compilers and -dev packages (a stage of its own so that
+# scripts/image-test.sh can keep it tagged between runs) ----------------------
+FROM ${DEBIAN_IMAGE} AS build-deps
 WORKDIR /src
 COPY scripts/build-image.sh scripts/
 RUN scripts/build-image.sh build-deps
+
+# --- build: unit tests, install into /out -------------------------------------
+FROM build-deps AS build
 COPY . .
 RUN scripts/build-image.sh --destdir /out --build-dir /tmp/build build check
 

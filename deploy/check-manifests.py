@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Offline policy checks on deploy/kubernetes/*.yaml and the Dockerfile.
 
-  deploy/check-manifests.py ZMTPFW_BINARY
+  deploy/check-manifests.py ZMTPFW_BINARY [RENDERED.yaml ...]
+
+Without files it checks deploy/kubernetes/*.yaml; with files, those (the
+output of `kubectl kustomize` of an overlay, e.g. deploy/kubernetes/examples/*).
 
 What kubectl cannot check without a cluster, and what matters here:
 - every container: allowPrivilegeEscalation false, capabilities drop ALL,
@@ -10,13 +13,18 @@ What kubectl cannot check without a cluster, and what matters here:
   uid 10001, non-root, with no added capability;
 - only the iptables init container adds a capability, and only NET_ADMIN;
 - every zmtpfw.conf in a ConfigMap passes `zmtpfw -t`;
-- sidecar wiring: each WORKER:ZMTPFW mapping of the init container has a
-  route listening on ZMTPFW and dialling 127.0.0.1:WORKER, and every route
-  is reachable through a mapping;
+- sidecar wiring: each WORKER:ZMTPFW mapping of the init container (its
+  args, or $ZMTPFW_REDIRECTS, literal or from a ConfigMap key) has a route
+  listening on ZMTPFW and dialling 127.0.0.1:WORKER, and every route is
+  reachable through a mapping;
+- pods of Deployments, StatefulSets, DaemonSets, Jobs and LeaderWorkerSets
+  (leader and worker templates) are checked like Pods;
+- the sidecar component adds the same pod spec to LeaderWorkerSets as to
+  Deployments (sidecar/leaderworkerset.yaml against sidecar/pod-template.yaml);
 - NetworkPolicy: no ingress rule admits zmtpfw's own ports of a sidecar pod
   (outside traffic must come through the redirect);
-- gateway: every route's listen port is a declared container port, every
-  Service targetPort names one;
+- gateway (no redirect): every route's listen port is a declared container
+  port, every Service targetPort names one;
 - Dockerfile: non-root numeric USER, HEALTHCHECK, config at
   /etc/zmtpfw/zmtpfw.conf, steps run through scripts/build-image.sh.
 Exit 1 with one line per problem.
@@ -43,9 +51,10 @@ def bad(where, msg):
     problems.append(f"{where}: {msg}")
 
 
-def load_docs():
+def load_docs(files):
     docs = []
-    for f in sorted(K8S.glob("*.yaml")):
+    for f in files or sorted(K8S.glob("*.yaml")):
+        f = Path(f)
         if f.name == "kustomization.yaml":
             continue
         for d in yaml.safe_load_all(f.read_text()):
@@ -55,12 +64,49 @@ def load_docs():
 
 
 def pod_specs(docs):
+    """(file, object, name for messages, pod spec, pod labels) of every pod."""
     for fname, d in docs:
-        kind = d.get("kind")
+        kind, name = d.get("kind"), d["metadata"]["name"]
         if kind == "Pod":
-            yield fname, d, d["spec"]
+            yield fname, d, name, d["spec"], d["metadata"].get("labels") or {}
         elif kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
-            yield fname, d, d["spec"]["template"]["spec"]
+            t = d["spec"]["template"]
+            yield fname, d, name, t["spec"], (t.get("metadata") or {}).get("labels") or {}
+        elif kind == "LeaderWorkerSet":
+            lwt = d["spec"]["leaderWorkerTemplate"]
+            for role in ("leaderTemplate", "workerTemplate"):
+                if role in lwt:
+                    t = lwt[role]
+                    yield (fname, d, f"{name}.{role}", t["spec"],
+                           (t.get("metadata") or {}).get("labels") or {})
+
+
+def init_mappings(where, c, docs):
+    """The WORKER:ZMTPFW strings an init container is given."""
+    if c.get("args"):
+        return c["args"]
+    for e in c.get("env") or []:
+        if e.get("name") != "ZMTPFW_REDIRECTS":
+            continue
+        if "value" in e:
+            return e["value"].split()
+        ref = (e.get("valueFrom") or {}).get("configMapKeyRef") or {}
+        for _, d in docs:
+            if d.get("kind") == "ConfigMap" and d["metadata"]["name"] == ref.get("name"):
+                return str((d.get("data") or {}).get(ref.get("key"), "")).split()
+        bad(where, f"ZMTPFW_REDIRECTS refers to a missing ConfigMap key {ref}")
+    return []
+
+
+def check_component():
+    """The LeaderWorkerSet patch must add exactly what the Deployment one does."""
+    comp = K8S / "sidecar"
+    dep = [d for d in yaml.safe_load_all((comp / "pod-template.yaml").read_text()) if d][0]
+    lws = [d for d in yaml.safe_load_all((comp / "leaderworkerset.yaml").read_text()) if d][0]
+    want = dep["spec"]["template"]["spec"]
+    for role, t in lws["spec"]["leaderWorkerTemplate"].items():
+        if t.get("spec") != want:
+            bad(f"sidecar/leaderworkerset.yaml {role}", "differs from sidecar/pod-template.yaml")
 
 
 def seccomp_ok(sc):
@@ -103,7 +149,7 @@ def parse_routes(conf):
     """(name, listen_port, upstream) of each route, from libconfig text."""
     out = []
     for block in re.findall(r"\{([^{}]*listen\s*=[^{}]*)\}", conf):
-        if "upstream" not in block:  # the metrics block
+        if not re.search(r"(?<![\w])upstream\s*=", block):  # the metrics block
             continue
         name = re.search(r'name\s*=\s*"([^"]+)"', block)
         listen = re.search(r'listen\s*=\s*"[^"]*:(\d+)"', block)
@@ -135,8 +181,7 @@ def check_configs(docs, zf):
 def check_pods(docs, confs):
     policies = [d for _, d in docs if d.get("kind") == "NetworkPolicy"]
     services = [(f, d) for f, d in docs if d.get("kind") == "Service"]
-    for fname, obj, spec in pod_specs(docs):
-        pname = obj["metadata"]["name"]
+    for fname, obj, pname, spec, labels in pod_specs(docs):
         pod_sc = spec.get("securityContext") or {}
         if spec.get("hostNetwork"):
             bad(f"{fname} {pname}", "hostNetwork would apply the REDIRECT rules to the node")
@@ -159,17 +204,17 @@ def check_pods(docs, confs):
             bad(f"{fname} {pname}", "zmtpfw does not mount a checked ConfigMap at /etc/zmtpfw")
             continue
         routes = confs[cm]
-        zports = {p["containerPort"] for p in zc.get("ports") or []}
-        for name, lport, _ in routes:
-            if lport not in zports:
-                bad(f"{fname} {pname}", f"route {name} listens on {lport}, not a declared container port")
         inits = [c for c in spec.get("initContainers") or [] if c["name"] == INIT_NAME]
-        labels = (obj.get("metadata") or {}).get("labels") or {}
-        if spec is not obj.get("spec"):
-            labels = obj["spec"]["template"]["metadata"].get("labels") or {}
+        if not inits:  # gateway: clients dial zmtpfw's ports (a sidecar's come through REDIRECT)
+            zports = {p["containerPort"] for p in zc.get("ports") or []}
+            for name, lport, _ in routes:
+                if lport not in zports:
+                    bad(f"{fname} {pname}", f"route {name} listens on {lport}, not a declared container port")
         if inits:  # sidecar
-            maps = [a.split(":") for a in inits[0].get("args") or []]
+            maps = [a.split(":") for a in init_mappings(f"{fname} {pname}", inits[0], docs)]
             maps = {int(f): int(w) for w, f in maps}
+            if not maps:
+                bad(f"{fname} {pname}", "the init container is given no WORKER:ZMTPFW mapping")
             for name, lport, up in routes:
                 if lport not in maps:
                     bad(f"{fname} {pname}", f"route {name} ({lport}) has no REDIRECT mapping")
@@ -225,12 +270,13 @@ def check_dockerfile():
 
 
 def main(argv):
-    if len(argv) != 2:
+    if len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
-    docs = load_docs()
+    docs = load_docs(argv[2:])
     confs = check_configs(docs, argv[1])
     check_pods(docs, confs)
+    check_component()
     check_dockerfile()
     for p in problems:
         print(f"check-manifests: {p}", file=sys.stderr)

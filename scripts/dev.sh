@@ -2,6 +2,8 @@
 # One entry point for newcomers and CI (Debian 12):
 #   scripts/dev.sh run    install dependencies, build, start zmtpfw on conf/zmtpfw.conf
 #   scripts/dev.sh test   install dependencies, build, run every test
+#   scripts/dev.sh demo   install dependencies, build, a guided tour (scripts/demo.py):
+#                         an exploit lands on a bare pyzmq worker, is dropped by zmtpfw
 #   scripts/dev.sh deps | build | unit | e2e | asan
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +49,10 @@ run)
 	deps; build
 	exec "$BUILD/zmtpfw" -c "${2:-$ROOT/conf/zmtpfw.conf}"
 	;;
+demo)
+	deps; build
+	exec "$PY" "$ROOT/scripts/demo.py" --zmtpfw "$BUILD/zmtpfw" "${@:2}"
+	;;
 unit) unit ;;
 e2e) shift; e2e "$@" ;;
 test)
@@ -63,7 +69,7 @@ asan)
 		BUILD=$ROOT/build-asan e2e
 	;;
 *)
-	sed -n '2,5p' "$0" >&2
+	sed -n '2,7p' "$0" >&2
 	exit 2
 	;;
 esac

@@ -14,9 +14,14 @@
 #   check-manifests   deploy/check-manifests.py: securityContext policy,
 #                     sidecar wiring, NetworkPolicy, ConfigMap configs
 #                     (zmtpfw -t), Dockerfile invariants
-#   kubectl           `kubectl kustomize deploy/kubernetes` (offline render);
-#                     `kubectl apply --dry-run=client` only when a cluster
-#                     answers, since it needs the API server's discovery data
+#   kubectl           `kubectl kustomize` of deploy/kubernetes and of every
+#                     overlay in deploy/kubernetes/examples/ (offline, the
+#                     kubectl of scripts/kubectl.sh), each output checked by
+#                     check-manifests; `kubectl apply --dry-run=client` only
+#                     when a cluster answers (it needs discovery data)
+#   promtool          deploy/monitoring: `promtool check rules` on the alerts,
+#                     deploy/monitoring/check-monitoring.py: metric names
+#                     exist, the dashboard is sound, its queries parse
 # Every failure is reported; the exit status is 1 if any check failed.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -53,7 +58,7 @@ fi
 if need shellcheck shellcheck; then
 	mapfile -t shells < <(ls scripts/*.sh tests/bench/run.sh tests/bench/lib.sh .ci/run 2>/dev/null; find deploy -name '*.sh')
 	run "shellcheck -S warning (${#shells[@]} files)" shellcheck -x -S warning "${shells[@]}"
-	mapfile -t mine < <(echo scripts/build-image.sh; echo scripts/lint.sh; find deploy -name '*.sh')
+	mapfile -t mine < <(printf '%s\n' scripts/build-image.sh scripts/lint.sh scripts/image-test.sh scripts/kubectl.sh; find deploy -name '*.sh')
 	run "shellcheck, all levels (${#mine[@]} deployment scripts)" shellcheck -x "${mine[@]}"
 fi
 
@@ -84,17 +89,32 @@ run "zmtpfw -t" conf_check
 
 run check-manifests "$PY" deploy/check-manifests.py "$ZF"
 
-# kubectl is not in Debian 12: where it is absent the manifests are still
-# checked by yamllint and check-manifests above, so this step is skipped.
-if ! command -v kubectl >/dev/null 2>&1; then
-	echo "== kubectl: not installed (not in Debian 12): kustomize render skipped"
-else
-	run "kubectl kustomize" sh -c 'kubectl kustomize deploy/kubernetes >/dev/null'
-	if timeout 10 kubectl version --request-timeout=5s >/dev/null 2>&1; then
-		run "kubectl apply --dry-run=client" kubectl apply --dry-run=client --validate=false -k deploy/kubernetes
+# kubectl: scripts/kubectl.sh installs a pinned one (Debian 12's is too old
+# for kustomize Components). Each overlay is rendered and its output checked.
+render_check() {
+	local out rc=0
+	out=$(mktemp)
+	scripts/kubectl.sh kustomize "$1" >"$out" || rc=1
+	[ $rc = 0 ] && { "$PY" deploy/check-manifests.py "$ZF" "$out" || rc=1; }
+	rm -f "$out"
+	return $rc
+}
+if KUBECTL=$(scripts/kubectl.sh --path); then
+	for k in deploy/kubernetes deploy/kubernetes/examples/*/; do
+		run "kubectl kustomize ${k%/} + check-manifests" render_check "${k%/}"
+	done
+	if timeout 10 "$KUBECTL" version --request-timeout=5s >/dev/null 2>&1; then
+		run "kubectl apply --dry-run=client" "$KUBECTL" apply --dry-run=client --validate=false -k deploy/kubernetes
 	else
 		echo "== kubectl apply --dry-run=client: skipped, no API server answers (it needs discovery data)"
 	fi
+else
+	failed+=("kubectl install")
+fi
+
+if need promtool prometheus; then
+	run "promtool check rules" promtool check rules deploy/monitoring/zmtpfw-alerts.yaml
+	run "check-monitoring (metric names, dashboard, PromQL)" "$PY" deploy/monitoring/check-monitoring.py
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then
