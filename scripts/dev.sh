@@ -61,12 +61,14 @@ test)
 	e2e
 	;;
 asan)
-	# The whole suite against an AddressSanitizer + UBSan build.
+	# The whole suite against an AddressSanitizer + UBSan build, less the
+	# attack controls: they send straight to the worker, no zmtpfw runs.
+	shift
 	deps
 	BUILD=$ROOT/build-asan build -DZMTPFW_SANITIZE=ON
 	BUILD=$ROOT/build-asan unit
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		BUILD=$ROOT/build-asan e2e
+		BUILD=$ROOT/build-asan e2e -k "not test_control_lands" "$@"
 	;;
 *)
 	sed -n '2,7p' "$0" >&2
