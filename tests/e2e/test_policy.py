@@ -167,3 +167,28 @@ def test_drops_counted_under_their_reason(splice_fw, start_worker, zctx, marker)
     line = [l for l in body.splitlines() if l.startswith("zmtpfw_messages_dropped_total{")
             and 'reason="pickle-global"' in l]
     assert len(line) == 1 and line[0].endswith(" 1"), body
+
+
+def test_scan_globals_cli(workdir, marker):
+    """zmtpfw scan --globals: exit 0 when every import of every file is
+    listed (profiles included), 1 when one is not, 2 when the list refuses a
+    gadget; pickles inside bytes values are judged too."""
+    ok = workdir / "ok.pkl"
+    ok.write_bytes(b"".join(legit(5)))
+    bad = workdir / "bad.pkl"
+    bad.write_bytes(P.evil(marker, 4))
+    nested = workdir / "nested.pkl"
+    nested.write_bytes(pickle.dumps((P.evil(marker, 5), 1), protocol=5))
+    lst = ",".join(T.GLOBALS + ["@numpy"])
+
+    def scan(*files, lst=lst):
+        return subprocess.run([str(zmtpfw_bin()), "scan", "--globals", lst, *map(str, files)],
+                              capture_output=True, text=True, timeout=30)
+    r = scan(ok)
+    assert r.returncode == 0 and "allowed by --globals" in r.stdout, r.stdout + r.stderr
+    r = scan(ok, bad)
+    assert r.returncode == 1 and "io.open (STACK_GLOBAL" in r.stdout and "NOT ALLOWED" in r.stdout, r.stdout
+    r = scan(nested)
+    assert r.returncode == 1 and "inside a bytes value" in r.stdout, r.stdout
+    r = scan(ok, lst="os:system")
+    assert r.returncode == 2 and "gadget module" in r.stderr, r.stderr
