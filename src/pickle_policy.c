@@ -260,6 +260,27 @@ int ppolicy_add(struct ppolicy *p, const char *entry, char *err, size_t errlen)
 	return rc;
 }
 
+int ppolicy_add_list(struct ppolicy *p, const char *list, char *err, size_t errlen)
+{
+	char *copy = strdup(list), *save = NULL;
+	int rc = 0;
+	if (!copy) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (char *t = strtok_r(copy, ",", &save); t && rc == 0; t = strtok_r(NULL, ",", &save)) {
+		while (*t == ' ')
+			t++;
+		size_t n = strlen(t);
+		while (n > 0 && t[n - 1] == ' ')
+			t[--n] = '\0';
+		if (n > 0)
+			rc = ppolicy_add(p, t, err, errlen);
+	}
+	free(copy);
+	return rc;
+}
+
 size_t ppolicy_count(const struct ppolicy *p)
 {
 	return p ? p->n : 0;

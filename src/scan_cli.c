@@ -346,27 +346,11 @@ report:
 /* "a:b, @p" -> a policy; prints the refusal and returns NULL on error. */
 static struct ppolicy *scan_globals(const char *list)
 {
+	char err[256];
 	struct ppolicy *p = ppolicy_new();
-	char *copy = strdup(list), *save = NULL, err[256];
-	if (!p || !copy)
-		goto fail;
-	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		while (*t == ' ')
-			t++;
-		size_t n = strlen(t);
-		while (n > 0 && t[n - 1] == ' ')
-			t[--n] = '\0';
-		if (n == 0)
-			continue;
-		if (ppolicy_add(p, t, err, sizeof(err)) != 0) {
-			fprintf(stderr, "zmtpfw scan: --globals: %s\n", err);
-			goto fail;
-		}
-	}
-	free(copy);
-	return p;
-fail:
-	free(copy);
+	if (p && ppolicy_add_list(p, list, err, sizeof(err)) == 0)
+		return p;
+	fprintf(stderr, "zmtpfw scan: --globals: %s\n", p ? err : "out of memory");
 	ppolicy_free(p);
 	return NULL;
 }

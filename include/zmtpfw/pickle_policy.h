@@ -35,6 +35,11 @@ void ppolicy_free(const struct ppolicy *p);
 int ppolicy_add(struct ppolicy *p, const char *entry, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
+/* Comma-separated entries, as `zmtpfw scan --globals` takes them (blanks
+ * around entries ignored). Returns 0, or -1 with a message in err. */
+int ppolicy_add_list(struct ppolicy *p, const char *list, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
 /* Why "module:qualname" can never be allowed, or NULL. The reason is a
  * static string. For `zmtpfw learn`, which leaves such imports out. */
 const char *ppolicy_refusal(const char *module, size_t ml, const char *name, size_t nl);

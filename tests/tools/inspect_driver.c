@@ -49,17 +49,12 @@ static int read_frames(struct frames *f)
 
 static struct ppolicy *parse_list(const char *list)
 {
+	char err[256];
 	struct ppolicy *p = ppolicy_new();
-	char *copy = strdup(list), *save = NULL, err[256];
-	for (char *t = strtok_r(copy, ",", &save); p && t; t = strtok_r(NULL, ",", &save)) {
-		while (*t == ' ')
-			t++;
-		if (*t && ppolicy_add(p, t, err, sizeof(err)) != 0) {
-			fprintf(stderr, "inspect_driver: %s\n", err);
-			exit(2);
-		}
+	if (!p || ppolicy_add_list(p, list, err, sizeof(err)) != 0) {
+		fprintf(stderr, "inspect_driver: %s\n", p ? err : "out of memory");
+		exit(2);
 	}
-	free(copy);
 	return p;
 }
 
