@@ -116,7 +116,7 @@ int main(int argc, char **argv)
 			bytes += f.bytes;
 		} while ((t = now() - t0) < bench);
 		printf("frames/s %.0f MB/s %.1f\n", (double)frames / t, (double)bytes / t / 1e6);
-		return 0;
+		goto out;
 	}
 	uint64_t pass = 0, drop = 0;
 	for (size_t i = 0; i < f.n; i++) {
@@ -130,6 +130,13 @@ int main(int argc, char **argv)
 	}
 	printf("frames %zu pass %llu drop %llu bytes %llu\n", f.n, (unsigned long long)pass,
 	       (unsigned long long)drop, (unsigned long long)f.bytes);
+out:
 	inspect_free(in);
+	free(in);
+	ppolicy_free(pol);
+	for (size_t i = 0; i < f.n; i++)
+		free(f.p[i]);
+	free(f.p);
+	free(f.len);
 	return 0;
 }
