@@ -1,10 +1,16 @@
-/* pickle_scan_int.h: what pickle_scan.c (the opcode state machine) and
- * pickle_scan_text.c (text arguments) share. Internal to the scanner: not
- * under include/, so callers of the public API still see an opaque buffer.
+/* pickle_scan_int.h: what the scanner's layers share, and what each
+ * offers the one above it. Internal to the scanner: not under include/, so
+ * callers of the public API still see an opaque buffer.
+ *
+ *   pickle_scan.c       reads opcodes and arguments (public API)
+ *     -> pickle_scan_emul.c   runs each opcode (ps_opcode, ps_*_done)
+ *       -> pickle_scan_model.c  the modelled stack, marks, memo (ps_push...)
+ *         -> pickle_scan_text.c   text arguments (pscan_text_*)
  *
  * Code that pscan_feed runs per line or per byte (line collection, the
- * names arena) is static inline here, so splitting the module did not turn
- * it into calls across files. */
+ * names arena) is static inline here, so the split did not turn it into
+ * calls across files; release builds use link-time optimisation for the
+ * rest. */
 #ifndef ZMTPFW_PICKLE_SCAN_INT_H
 #define ZMTPFW_PICKLE_SCAN_INT_H
 
