@@ -55,7 +55,7 @@ print(len(frames), sum(map(len, frames)), file=sys.stderr)
 PYEOF
 
 run_one() { # VARIANT -> msg/s on stdout
-	local v=$1 up fw sink out cfg
+	local v=$1 up fw sink cfg
 	up=$(free_port)
 	start "$BUILD/tests/zbench" pull --bind "tcp://127.0.0.1:$up" --count "$COUNT" --verify 0 --timeout-secs 120 >"$WORK/pull.json"
 	sink=$LAST
