@@ -56,7 +56,7 @@ if need yamllint yamllint; then
 fi
 
 if need shellcheck shellcheck; then
-	mapfile -t shells < <(ls scripts/*.sh tests/bench/run.sh tests/bench/lib.sh .ci/run 2>/dev/null; find deploy -name '*.sh')
+	mapfile -t shells < <(ls scripts/*.sh tests/bench/*.sh .ci/run 2>/dev/null; find deploy -name '*.sh')
 	run "shellcheck -S warning (${#shells[@]} files)" shellcheck -x -S warning "${shells[@]}"
 	mapfile -t mine < <(printf '%s\n' scripts/build-image.sh scripts/lint.sh scripts/image-test.sh scripts/kubectl.sh; find deploy -name '*.sh')
 	run "shellcheck, all levels (${#mine[@]} deployment scripts)" shellcheck -x "${mine[@]}"
