@@ -167,16 +167,11 @@ static void inspect_mp_feed(struct inspect *in, const uint8_t *p, size_t n)
 			in->mp_bad = false;
 			return;
 		case MPSCAN_EV_TOO_DEEP:
-			/* No telling what a decoder makes of it: fail closed. */
+			/* No telling what a decoder makes of it: fail closed,
+			 * once the pickle side has its verdict (which then names
+			 * the drop: the same whatever way the bytes came). */
 			in->mp_on = false;
-			if (in->verdict == INSPECT_NEED_MORE) {
-				in->verdict = INSPECT_DROP;
-				in->reason = in->cfg.policy ? "pickle-global" : "pickle";
-				in->where = "msgpack";
-				in->opcode = "msgpack-too-deep";
-				in->offset = 0;
-				in->pv = NULL;
-			}
+			in->mp_too_deep = true;
 			return;
 		}
 	}
@@ -193,6 +188,7 @@ void inspect_begin(struct inspect *in, const struct inspect_cfg *cfg, uint64_t f
 	in->mp_in_payload = false;
 	in->mp_payload_done = false;
 	in->mp_bad = false;
+	in->mp_too_deep = false;
 	in->reason = in->where = in->opcode = NULL;
 	in->offset = 0;
 	in->pv = NULL;
@@ -201,10 +197,24 @@ void inspect_begin(struct inspect *in, const struct inspect_cfg *cfg, uint64_t f
 		mpscan_init(&in->mp, frame_size);
 }
 
+static void inspect_too_deep(struct inspect *in)
+{
+	in->verdict = INSPECT_DROP;
+	in->reason = in->cfg.policy ? "pickle-global" : "pickle";
+	in->where = "msgpack";
+	in->opcode = "msgpack-too-deep";
+	in->offset = 0;
+	in->pv = NULL;
+}
+
 static enum inspect_verdict inspect_settle(struct inspect *in)
 {
-	if (in->verdict == INSPECT_NEED_MORE && in->pickle_done && !in->mp_on)
-		in->verdict = INSPECT_PASS;
+	if (in->verdict == INSPECT_NEED_MORE && in->pickle_done && !in->mp_on) {
+		if (in->mp_too_deep)
+			inspect_too_deep(in);
+		else
+			in->verdict = INSPECT_PASS;
+	}
 	return in->verdict;
 }
 
@@ -242,9 +252,7 @@ enum inspect_verdict inspect_end(struct inspect *in)
 	if (in->verdict == INSPECT_NEED_MORE && in->mp_on && in->mp_bad)
 		inspect_drop(in, &in->sub, in->where);
 	in->mp_on = false;
-	if (in->verdict == INSPECT_NEED_MORE)
-		in->verdict = INSPECT_PASS;
-	return in->verdict;
+	return inspect_settle(in);
 }
 
 const char *inspect_global(const struct inspect *in)

@@ -53,6 +53,8 @@ struct inspect {
 	bool mp_in_payload;           /* a payload is being scanned */
 	bool mp_payload_done;         /* its scanner already decided */
 	bool mp_bad;                  /* a payload was judged to drop */
+	bool mp_too_deep;             /* nesting past the walker: drops once the
+					 pickle side is judged */
 	int mp_ext;                   /* type of the payload being scanned */
 	struct mpscan mp;
 	struct inspect_chain top;     /* the frame as a pickle */
