@@ -11,7 +11,6 @@ import pickle
 import random
 import subprocess
 
-import pytest
 import zmq
 
 import payloads as P
