@@ -137,7 +137,6 @@ static void inspect_mp_feed(struct inspect *in, const uint8_t *p, size_t n)
 		case MPSCAN_EV_NEED_MORE:
 			return;
 		case MPSCAN_EV_PAYLOAD:
-			in->mp_in_payload = true;
 			in->mp_payload_done = in->mp_bad;
 			in->mp_ext = ev.ext_type;
 			if (!in->mp_payload_done)
@@ -153,7 +152,6 @@ static void inspect_mp_feed(struct inspect *in, const uint8_t *p, size_t n)
 		case MPSCAN_EV_PAYLOAD_END:
 			if (!in->mp_payload_done)
 				inspect_payload_judged(in, pscan_finish(&in->sub.ps[0]));
-			in->mp_in_payload = false;
 			break;
 		case MPSCAN_EV_MSGPACK:
 			in->mp_on = false;
@@ -185,7 +183,6 @@ void inspect_begin(struct inspect *in, const struct inspect_cfg *cfg, uint64_t f
 	in->verdict = INSPECT_NEED_MORE;
 	in->pickle_done = false;
 	in->mp_on = cfg->msgpack;
-	in->mp_in_payload = false;
 	in->mp_payload_done = false;
 	in->mp_bad = false;
 	in->mp_too_deep = false;

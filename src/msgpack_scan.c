@@ -66,7 +66,16 @@ static void mpscan_fail(struct mpscan *m, const char *why)
 
 void mpscan_init(struct mpscan *m, uint64_t frame_size)
 {
-	memset(m, 0, sizeof(*m));
+	/* Every field but left[], which is written when a container opens
+	 * before it is read: 512 bytes not cleared per inspected frame. */
+	m->skip = 0;
+	m->due = 0;
+	m->why = NULL;
+	m->depth = 0;
+	m->final = 0;
+	m->type = 0;
+	memset(m->hdr, 0, sizeof(m->hdr));
+	m->hdr_have = m->hdr_need = m->len_bytes = 0;
 	m->frame_left = frame_size;
 	m->state = MPSCAN_ST_HEAD;
 	/* Decided now, so a call with no bytes already says it. */

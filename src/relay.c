@@ -44,7 +44,7 @@ static int relay_fail(struct conn *c, const struct dir *d, const char *reason, c
 	return -1;
 }
 
-/* Derive the connection's policy from the route's config in force. */
+/* What the route's pickle_loader lets the scanner assume (PSCAN_*). */
 static unsigned relay_loader_opts(enum config_loader l)
 {
 	switch (l) {
@@ -55,6 +55,7 @@ static unsigned relay_loader_opts(enum config_loader l)
 	return PSCAN_EXT_UNREGISTERED | PSCAN_NO_PERSID;
 }
 
+/* Derive the connection's policy from the route's config in force. */
 static int relay_policy(struct conn *c)
 {
 	const struct config_route *cfg = c->lst->cfg;

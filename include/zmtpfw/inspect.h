@@ -50,7 +50,6 @@ struct inspect {
 	enum inspect_verdict verdict;
 	bool pickle_done;             /* the frame's own pickle is judged */
 	bool mp_on;                   /* still walking the frame as msgpack */
-	bool mp_in_payload;           /* a payload is being scanned */
 	bool mp_payload_done;         /* its scanner already decided */
 	bool mp_bad;                  /* a payload was judged to drop */
 	bool mp_too_deep;             /* nesting past the walker: drops once the

@@ -32,9 +32,9 @@ enum pscan_verdict {
 
 struct pscan; /* opaque: defined in src/pickle_scan_int.h; size below */
 
-/* Fixed-size state so callers can embed it without allocation (about 1.4 KiB
+/* Fixed-size state so callers can embed it without allocation (about 1.5 KiB
  * used: stack kinds, 64 mark positions, a 2048-entry memo map, a 128-byte
- * text-argument buffer). pickle_scan.c checks the fit at compile time. Only
+ * text-argument buffer). pickle_scan_int.h checks the fit at compile time. Only
  * the few bytes a frame actually uses are ever written: init is O(1). */
 #define PSCAN_STATE_SIZE 1600
 
