@@ -174,6 +174,19 @@ static const char *learn_refusal(const char *g)
 	return ppolicy_refusal(g, (size_t)(colon - g), colon + 1, strlen(colon + 1));
 }
 
+/* A name from the log in a comment or a string: it came from a peer, so
+ * nothing in it may end the line or the string (\xNN instead). */
+static void learn_put(const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+			printf("\\x%02x", c);
+		else
+			putchar(c);
+	}
+}
+
 static void learn_print(struct learn *l, int files)
 {
 	qsort(l->v, l->n, sizeof(*l->v), learn_cmp);
@@ -189,7 +202,9 @@ static void learn_print(struct learn *l, int files)
 		size_t j = i;
 		while (j < l->n && strcmp(l->v[j].route, l->v[i].route) == 0)
 			j++;
-		printf("\n# route \"%s\"\npickle_globals = [\n", l->v[i].route);
+		fputs("\n# route \"", stdout);
+		learn_put(l->v[i].route);
+		fputs("\"\npickle_globals = [\n", stdout);
 		for (size_t k = i; k < j; k++)
 			if (!learn_refusal(l->v[k].global))
 				printf("    \"%s\", # %llu frame%s\n", l->v[k].global, l->v[k].count,
@@ -197,9 +212,12 @@ static void learn_print(struct learn *l, int files)
 		printf("];\n");
 		for (size_t k = i; k < j; k++) {
 			const char *why = learn_refusal(l->v[k].global);
-			if (why)
-				printf("# left out: \"%s\" (%llu frame%s): %s\n", l->v[k].global,
-				       l->v[k].count, l->v[k].count == 1 ? "" : "s", why);
+			if (!why)
+				continue;
+			fputs("# left out: \"", stdout);
+			learn_put(l->v[k].global);
+			printf("\" (%llu frame%s): %s\n", l->v[k].count, l->v[k].count == 1 ? "" : "s",
+			       why);
 		}
 		i = j;
 	}

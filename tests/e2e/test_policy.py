@@ -191,3 +191,19 @@ def test_scan_globals_cli(workdir, marker):
     assert r.returncode == 1 and "inside a bytes value" in r.stdout, r.stdout
     r = scan(ok, lst="os:system")
     assert r.returncode == 2 and "gadget module" in r.stderr, r.stderr
+
+
+def test_learn_escapes_what_a_peer_named(workdir):
+    """Names in the log come from peers: one carrying a newline and a quote
+    must not put a line of its own into the pasted list."""
+    import json
+    evil = 'a:b\n    "evilmod:run", #'
+    line = {"event": "would-drop", "route": "w", "reason": "pickle-global", "opcode": "import",
+            "global": evil, "globals": [evil, "collections:OrderedDict"]}
+    log = workdir / "learn.log"
+    log.write_text(json.dumps(line, separators=(",", ":")) + "\n")  # as zmtpfw writes it
+    out = subprocess.run([str(zmtpfw_bin()), "learn", str(log)], capture_output=True, text=True,
+                         check=True, timeout=30).stdout
+    assert '    "collections:OrderedDict", # 1 frame' in out, out
+    assert not any(l.strip().startswith('"evilmod') for l in out.splitlines()), out
+    assert '# left out: "a:b\\x0a    \\x22evilmod:run\\x22, #" (1 frame): ' in out, out
