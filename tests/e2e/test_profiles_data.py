@@ -289,11 +289,18 @@ def test_entries_resolve(profiles):
 # --- the helpers the end-to-end tests rely on ------------------------------------------------
 
 def test_generators_deterministic():
-    """Same (n, seed), same messages: same frame sizes and imports. Not the
-    same bytes: torch 1.13's legacy torch.save (inside _load_from_bytes)
-    names each storage by str(storage._cdata), a pointer."""
+    """Same (n, seed), same messages: same imports, and the same frame sizes
+    where no tensor travels. Not the same bytes, nor always the same size,
+    with a tensor: torch 1.13's legacy torch.save (inside _load_from_bytes)
+    names each storage by str(storage._cdata), a pointer, whose decimal
+    length varies from run to run."""
     def shape(msgs):
-        return [([len(f) for f in fr], engine_msgs.imports_of(fr)) for fr in msgs]
+        out = []
+        for fr in msgs:
+            imports = engine_msgs.imports_of(fr)
+            tensor = any(g == "torch.storage:_load_from_bytes" for g, _ in imports)
+            out.append((None if tensor else [len(f) for f in fr], imports))
+        return out
     for name, gen in engine_msgs.GENERATORS.items():
         a = list(gen(60, 99))
         assert shape(a) == shape(gen(60, 99)), f"{name} is not a function of (n, seed)"
