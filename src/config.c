@@ -206,6 +206,7 @@ static void cfg_route_defaults(struct config_route *r, size_t idx, enum config_m
 	r->n_mechanisms = 1;
 	r->max_frame_size = CONFIG_DEF_MAX_FRAME;
 	r->max_message_size = CONFIG_DEF_MAX_MESSAGE;
+	r->max_scan_bytes = CONFIG_DEF_MAX_SCAN_BYTES;
 	r->handshake_timeout_ms = CONFIG_DEF_HANDSHAKE_MS;
 	r->max_connections = CONFIG_DEF_MAX_CONNS;
 	r->max_connections_per_peer = CONFIG_DEF_MAX_CONNS_PER_PEER;
@@ -228,6 +229,7 @@ static struct config *cfg_new(const char *path, enum config_mode mode, size_t n)
 	c->log_level = LOG_INFO;
 	c->log_format = LOG_FORMAT_JSON;
 	c->drain_timeout_ms = CONFIG_DEF_DRAIN_MS;
+	c->max_memory = CONFIG_DEF_MAX_MEMORY;
 	c->metrics_probe_upstream = true;
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	return c;
@@ -591,7 +593,7 @@ static int cfg_name(struct cfg_ctx *x, const config_setting_t *s, struct config_
 enum cfg_rkey {
 	RK_NAME, RK_LISTEN, RK_UPSTREAM, RK_ALLOW, RK_ALLOW_PICKLE, RK_PICKLE, RK_VIOLATION,
 	RK_MECHS, RK_STYPES, RK_MAXFRAME, RK_MAXMSG, RK_HANDSHAKE, RK_MAXCONN, RK_MODE,
-	RK_MAXPEER, RK_IDLE, RK_CONNECT, RK_LOADER, RK_SPLICE, RK_GLOBALS, RK_MSGPACK, RK_COUNT
+	RK_MAXPEER, RK_IDLE, RK_CONNECT, RK_LOADER, RK_SPLICE, RK_GLOBALS, RK_MSGPACK, RK_MAXSCAN, RK_COUNT
 };
 static const char *const cfg_route_keys[RK_COUNT + 1] = {
 	[RK_NAME] = "name", [RK_LISTEN] = "listen", [RK_UPSTREAM] = "upstream",
@@ -603,6 +605,7 @@ static const char *const cfg_route_keys[RK_COUNT + 1] = {
 	[RK_MAXPEER] = "max_connections_per_peer", [RK_IDLE] = "idle_timeout_ms",
 	[RK_CONNECT] = "connect_timeout_ms", [RK_LOADER] = "pickle_loader",
 	[RK_SPLICE] = "splice", [RK_GLOBALS] = "pickle_globals", [RK_MSGPACK] = "pickle_msgpack",
+	[RK_MAXSCAN] = "max_scan_bytes",
 };
 
 static int cfg_bool(struct cfg_ctx *x, const config_setting_t *s, bool *out);
@@ -668,6 +671,8 @@ static int cfg_route_key(struct cfg_ctx *x, const config_setting_t *s, enum cfg_
 		return cfg_uint(x, s, 1, CONFIG_MAX_SIZE_LIMIT, &r->max_frame_size);
 	case RK_MAXMSG:
 		return cfg_uint(x, s, 1, CONFIG_MAX_SIZE_LIMIT, &r->max_message_size);
+	case RK_MAXSCAN:
+		return cfg_uint(x, s, 1, CONFIG_MAX_SCAN_LIMIT, &r->max_scan_bytes);
 	case RK_HANDSHAKE:
 		if (cfg_uint(x, s, 100, 600000, &u) != 0)
 			return -1;
@@ -849,6 +854,9 @@ static int cfg_root(struct cfg_ctx *x, const config_setting_t *root, struct conf
 			if (cfg_uint(x, s, 0, 600000, &u) != 0)
 				return -1;
 			c->drain_timeout_ms = (uint32_t)u;
+		} else if (strcmp(name, "max_memory") == 0) {
+			if (cfg_uint(x, s, 1u << 20, CONFIG_MAX_SIZE_LIMIT, &c->max_memory) != 0)
+				return -1;
 		} else if (strcmp(name, "reload_closes_disallowed") == 0) {
 			if (cfg_bool(x, s, &c->reload_closes_disallowed) != 0)
 				return -1;

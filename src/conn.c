@@ -35,6 +35,11 @@
 static uint64_t conn_id_seq;
 bool conn_draining; /* SIGTERM received: see conn_drain_begin */
 
+/* Every live connection and the bytes they hold, for the memory budget. */
+static TAILQ_HEAD(conn_all_list, conn) conn_all = TAILQ_HEAD_INITIALIZER(conn_all);
+static uint64_t conn_mem_total;
+static uint64_t conn_mem_limit = CONFIG_DEF_MAX_MEMORY;
+
 uint64_t conn_next_id(void)
 {
 	return ++conn_id_seq;
@@ -128,6 +133,59 @@ static void conn_side_free(struct side *s)
 	s->fd = -1;
 }
 
+/* ---- memory budget ---- */
+
+void conn_set_max_memory(uint64_t bytes)
+{
+	struct metrics_route *g = metrics_global();
+	metrics_gauge(g, METRICS_MEMORY_LIMIT, (int64_t)(bytes - g->v[METRICS_MEMORY_LIMIT][0]));
+	conn_mem_limit = bytes;
+}
+
+/* Bytes c holds in user space: frames waiting for a verdict or a slot in
+ * the output, held messages, output queues. A splice pipe is the kernel's,
+ * one per moving body, and bounded by its size. */
+static uint64_t conn_mem_of(const struct conn *c)
+{
+	const struct evbuffer *b[] = { c->client.in, c->client.out, c->upstream.in,
+				       c->upstream.out, c->up.hold };
+	uint64_t n = 0;
+	for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++)
+		if (b[i])
+			n += evbuffer_get_length(b[i]);
+	return n;
+}
+
+static void conn_mem_set(struct conn *c, uint64_t now)
+{
+	metrics_gauge(metrics_global(), METRICS_MEMORY, (int64_t)(now - c->mem));
+	conn_mem_total = conn_mem_total - c->mem + now;
+	c->mem = now;
+}
+
+/* Only reads grow the total, so the check follows each read callback;
+ * until then a read adds at most CONN_READ_BUDGET over the limit. Closes
+ * the biggest holder (maybe c) until the total fits: a few connections
+ * holding much lose them, not everyone. Returns false when c was closed. */
+static bool conn_mem_check(struct conn *c)
+{
+	conn_mem_set(c, conn_mem_of(c));
+	while (conn_mem_total > conn_mem_limit) {
+		struct conn *big = NULL, *x;
+		TAILQ_FOREACH(x, &conn_all, all)
+			if (!big || x->mem > big->mem)
+				big = x;
+		if (!big || big->mem == 0)
+			break;
+		big->close_reason = "memory";
+		big->close_detail = "max_memory reached: closing the connection holding the most";
+		conn_close(big);
+		if (big == c)
+			return false;
+	}
+	return true;
+}
+
 void conn_close(struct conn *c)
 {
 	struct log_ctx ctx = conn_ctx(c);
@@ -137,9 +195,11 @@ void conn_close(struct conn *c)
 		return;
 	c->state_was_connecting = c->state == CONN_CONNECTING;
 	c->state = CONN_CLOSED;
-	log_event(c->close_from ? LOG_WARN : LOG_INFO, &ctx, &c->lst->rl, "close",
+	bool warn = c->close_from || strcmp(reason, "memory") == 0;
+	log_event(warn ? LOG_WARN : LOG_INFO, &ctx, &c->lst->rl, "close",
 		  LOG_STR("reason", reason), LOG_STR("detail", c->close_detail),
-		  LOG_STR("from", c->close_from), LOG_U64("bytes_in", c->client.bytes_read),
+		  LOG_STR("from", c->close_from), LOG_U64("held", c->mem),
+		  LOG_U64("bytes_in", c->client.bytes_read),
 		  LOG_U64("bytes_out", c->upstream.bytes_read), LOG_U64("messages", c->up.msgs),
 		  LOG_U64("dropped", c->up.dropped), LOG_U64("duration_ms", conn_ms_since(&c->started)),
 		  LOG_END);
@@ -156,6 +216,8 @@ void conn_close(struct conn *c)
 	conn_side_free(&c->client);
 	conn_side_free(&c->upstream);
 	relay_free(c);
+	conn_mem_set(c, 0);
+	TAILQ_REMOVE(&conn_all, c, all);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -433,6 +495,8 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 		conn_fail_io(c, o, errno);
 		return;
 	}
+	if (!conn_mem_check(c))
+		return;
 	if (s->eof) {
 		conn_ev_del(c, s->rev);
 		s->reading = false;
@@ -460,6 +524,7 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 		conn_fail_io(c, s, errno);
 		return;
 	}
+	conn_mem_set(c, conn_mem_of(c));
 	if (conn_finish_if_done(c, o))
 		return;
 	struct dir *od = o == &c->client ? &c->up : &c->down;
@@ -589,6 +654,7 @@ void conn_start(struct listener *l, uint64_t id, int fd, const struct sockaddr *
 		l->conns->prev = c;
 	l->conns = c;
 	l->n_conns++;
+	TAILQ_INSERT_TAIL(&conn_all, c, all);
 	metrics_add(c->m, METRICS_CONN_ACCEPTED, METRICS_DIR_NONE, 1);
 	metrics_gauge(c->m, METRICS_CONN_ACTIVE, 1);
 	clock_gettime(CLOCK_MONOTONIC, &c->started);

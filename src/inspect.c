@@ -252,6 +252,19 @@ enum inspect_verdict inspect_end(struct inspect *in)
 	return inspect_settle(in);
 }
 
+enum inspect_verdict inspect_budget_spent(struct inspect *in, uint64_t scanned)
+{
+	if (in->verdict != INSPECT_NEED_MORE)
+		return in->verdict;
+	in->verdict = INSPECT_DROP;
+	in->reason = "pickle";
+	in->where = "frame";
+	in->opcode = "scan-budget";
+	in->offset = scanned;
+	in->pv = NULL;
+	return in->verdict;
+}
+
 const char *inspect_global(const struct inspect *in)
 {
 	if (in->pv && in->pv->n > 0)

@@ -264,6 +264,31 @@ static void relay_log_pickle(struct conn *c, struct dir *d, struct side *src, si
 		  LOG_U64("frame_size", d->dec.size), LOG_BYTES("head", head, n), LOG_END);
 }
 
+/* Feed n body bytes of the pending frame to its inspector, and stop at
+ * max_scan_bytes: a frame undecided there is judged a pickle, whatever
+ * the bytes beyond (so the verdict does not depend on how reads split the
+ * frame), unless the frame ends exactly there. */
+static enum inspect_verdict relay_inspect(const struct conn *c, struct dir *d,
+					  const uint8_t *p, size_t n, bool frame_end)
+{
+	uint64_t budget = c->lst->cfg->max_scan_bytes;
+	size_t first = n;
+
+	if (d->frame_seen < budget && budget - d->frame_seen < n)
+		first = (size_t)(budget - d->frame_seen);
+	d->frame_seen += first;
+	enum inspect_verdict v = inspect_feed(d->ins, p, first);
+	if (v == INSPECT_NEED_MORE && first == n && frame_end)
+		return inspect_end(d->ins);
+	if (v == INSPECT_NEED_MORE && d->frame_seen >= budget)
+		return inspect_budget_spent(d->ins, d->frame_seen);
+	if (first < n) {
+		/* decided inside the budget: the rest only passes through */
+		d->frame_seen += n - first;
+	}
+	return v;
+}
+
 /* The current data frame's verdict is known; its bytes so far are the
  * `parsed` region. Decide where they, the held frames and the rest go.
  * Returns 1 when src->in changed (the caller must re-peek), 0 when the
@@ -511,10 +536,7 @@ static int relay_event(struct conn *c, struct dir *d, struct side *src, struct s
 				return relay_on_command(c, d, src, fwd) < 0 ? -1 : 1;
 			break;
 		}
-		d->frame_seen += used;
-		enum inspect_verdict v = inspect_feed(d->ins, ev->p, used);
-		if (v == INSPECT_NEED_MORE && ev->frame_end)
-			v = inspect_end(d->ins);
+		enum inspect_verdict v = relay_inspect(c, d, ev->p, used, ev->frame_end);
 		if (v != INSPECT_NEED_MORE) {
 			int j = relay_judge(c, d, src, dst, fwd, v);
 			if (j < 0)
@@ -554,6 +576,8 @@ static size_t relay_fast_message(const struct conn *c, const struct dir *d, cons
 		/* The same inspector as the general path; a drop is left to
 		 * that path, which logs it. */
 		if (d->scan && size > 0 && !inspect_first_byte_pass(p[off + 2])) {
+			if (size > cfg->max_scan_bytes)
+				return 0; /* the general path applies the budget */
 			inspect_begin(d->ins, &d->icfg, size);
 			enum inspect_verdict v = inspect_feed(d->ins, p + off + 2, size);
 			if (v == INSPECT_NEED_MORE)

@@ -172,6 +172,7 @@ struct server *server_start(struct event_base *base, struct config *cfg)
 	}
 	s->base = base;
 	s->cfg = cfg;
+	conn_set_max_memory(cfg->max_memory);
 	server_mark_live(cfg);
 	for (size_t i = 0; i < cfg->n_routes; i++) {
 		struct listener *l = listener_open(&cfg->routes[i], cfg, base, server_probe(cfg));
@@ -299,6 +300,7 @@ int server_reload(struct server *s)
 		config_free(s->cfg);
 	} /* else: leaks one snapshot rather than freeing one in use */
 	s->cfg = nc;
+	conn_set_max_memory(nc->max_memory);
 	server_mark_live(nc);
 	server_collect(s);
 	log_event(LOG_INFO, NULL, NULL, "reload", LOG_STR("result", "ok"),

@@ -47,6 +47,13 @@ struct config_addr {
 #define CONFIG_DEF_MAX_CONNS_PER_PEER 64u
 #define CONFIG_DEF_CONNECT_MS 5000u
 #define CONFIG_DEF_DRAIN_MS 10000u
+/* Process-wide bytes held in connection buffers (frames awaiting a
+ * verdict, held messages, output queues): four connections at the
+ * largest message the default limits accept. */
+#define CONFIG_DEF_MAX_MEMORY (1ull << 30)
+/* A frame still undecided after this many bytes is judged a pickle. */
+#define CONFIG_DEF_MAX_SCAN_BYTES (256ull << 20)
+#define CONFIG_MAX_SCAN_LIMIT (1ull << 30) /* libevent moves at most INT_MAX bytes per call */
 
 struct config_route {
 	char name[64];                   /* unique; "route0".. when not given */
@@ -67,6 +74,7 @@ struct config_route {
 	size_t n_socket_types;           /* 0: no check */
 	uint64_t max_frame_size;         /* bytes, per frame, both directions */
 	uint64_t max_message_size;       /* bytes, per message, client->worker */
+	uint64_t max_scan_bytes;         /* a frame undecided past this is a pickle */
 	uint32_t handshake_timeout_ms;   /* accept -> both READYs relayed */
 	uint32_t max_connections;        /* concurrent, per route */
 	uint32_t max_connections_per_peer; /* concurrent, per source address; 0: no limit */
@@ -85,6 +93,8 @@ struct config {
 	bool metrics_probe_upstream;     /* /readyz also dials every upstream */
 	char user[64];                   /* setuid to this user after binding; "" keeps */
 	uint32_t drain_timeout_ms;       /* SIGTERM: wait this long for messages in flight */
+	uint64_t max_memory;             /* process-wide buffered bytes; over it the
+					    biggest connection closes (reason memory) */
 	bool reload_closes_disallowed;   /* SIGHUP: close live peers the new allow refuses */
 	struct config_route *routes;     /* n_routes entries */
 	size_t n_routes;

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -91,6 +92,8 @@ enum conn_state {
 
 struct conn {
 	struct conn *prev, *next;     /* the listener's list of live connections */
+	TAILQ_ENTRY(conn) all;        /* every live connection: the memory budget's */
+	uint64_t mem;                 /* bytes its buffers held when last counted */
 	uint64_t id;
 	enum conn_state state;
 	struct listener *lst;         /* route runtime */
@@ -129,6 +132,12 @@ void conn_start(struct listener *l, uint64_t id, int fd, const struct sockaddr *
 
 /* Close both sockets, log "close", free. Safe to call once per conn. */
 void conn_close(struct conn *c);
+
+/* The process memory budget (max_memory): when the bytes held in every
+ * connection's buffers exceed it after a read, the connection holding the
+ * most is closed (reason "memory") until the total fits. Set at start and
+ * by each reload. */
+void conn_set_max_memory(uint64_t bytes);
 
 /* Graceful shutdown (SIGTERM): from now on every connection stops taking new
  * client messages at a message boundary and closes once nothing is in

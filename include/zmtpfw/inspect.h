@@ -83,6 +83,11 @@ enum inspect_verdict inspect_feed(struct inspect *in, const uint8_t *p, size_t n
 /* The frame's last byte was fed: the verdict is final. */
 enum inspect_verdict inspect_end(struct inspect *in);
 
+/* The caller stops feeding an undecided frame after `scanned` bytes
+ * (max_scan_bytes): what was not proven harmless is judged a pickle
+ * (opcode "scan-budget", offset = scanned). A decided verdict stands. */
+enum inspect_verdict inspect_budget_spent(struct inspect *in, uint64_t scanned);
+
 /* The refused import to name in logs: the first one, the shape's name
  * ("getattr-shape", ...) when only a shape was refused, or "unknown". */
 const char *inspect_global(const struct inspect *in);

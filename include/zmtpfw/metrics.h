@@ -69,6 +69,11 @@ struct evbuffer;
 	X(WAKEUPS, counter, "zmtpfw_wakeups_total", METRICS_L_ROUTE | METRICS_L_DIR,              \
 	  "Read and write events handled, by the direction they move: a connection spinning "    \
 	  "on an event shows as a climb with no bytes behind it")                                \
+	X(MEMORY, gauge, "zmtpfw_memory_bytes", 0,                                               \
+	  "Bytes held in connection buffers now: frames awaiting a verdict, held messages, "     \
+	  "output queues")                                                                       \
+	X(MEMORY_LIMIT, gauge, "zmtpfw_memory_limit_bytes", 0,                                   \
+	  "max_memory: above it the connection holding the most is closed (reason memory)")     \
 	X(RELOADS, counter, "zmtpfw_config_reloads_total", METRICS_L_RESULT,                     \
 	  "Configuration reloads (SIGHUP), by result")                                          \
 	X(BUILD_INFO, gauge, "zmtpfw_build_info", METRICS_L_VERSION,                             \

@@ -182,6 +182,8 @@ FAMILIES = {
     "zmtpfw_relayed_bytes_total": "counter",
     "zmtpfw_spliced_bytes_total": "counter",
     "zmtpfw_wakeups_total": "counter",
+    "zmtpfw_memory_bytes": "gauge",
+    "zmtpfw_memory_limit_bytes": "gauge",
     "zmtpfw_config_reloads_total": "counter",
     "zmtpfw_build_info": "gauge",
 }

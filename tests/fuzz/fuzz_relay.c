@@ -6,7 +6,8 @@
  *   byte 0  ctl: bit 0 direction (0 client->worker, scanned; 1 worker->client),
  *           bit 1 log-only, bit 2 on_violation = close, bit 3 peer trusted
  *           to send pickle, bits 4-5 limits (max_frame / max_message),
- *           bit 6 socket_types = [ "PUSH" ]
+ *           bit 6 socket_types = [ "PUSH" ], bit 7 max_scan_bytes = 3 (a
+ *           frame undecided after 3 body bytes drops, whatever the split)
  *   byte 1  split: low 4 bits k = number of cut points, high 4 bits the
  *           stride - 1 of the strided feeds
  *   2k bytes  cut points, 16-bit big-endian, modulo len(stream)+1
@@ -369,6 +370,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rt.on_violation = (ctl & 4) ? CONFIG_ON_VIOLATION_CLOSE : CONFIG_ON_VIOLATION_DROP_MESSAGE;
 	rt.max_frame_size = limits[(ctl >> 4) & 3][0];
 	rt.max_message_size = limits[(ctl >> 4) & 3][1];
+	rt.max_scan_bytes = (ctl & 128) ? 3 : CONFIG_DEF_MAX_SCAN_BYTES;
 	rt.handshake_timeout_ms = CONFIG_DEF_HANDSHAKE_MS;
 	rt.max_connections = CONFIG_DEF_MAX_CONNS;
 	if (ctl & 64) {
