@@ -22,6 +22,8 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "zmtpfw/zmtp.h" /* the socket type table */
+
 /* Config files are a few KiB; refuse anything that is clearly not one. */
 #define CONFIG_FILE_MAX (1u << 20)
 #define CONFIG_MAX_SIZE_LIMIT (1ull << 62)
@@ -527,12 +529,6 @@ static const char *const cfg_loader_names[] = { "any", "plain", "stock", NULL };
 static const char *const cfg_level_names[] = { "debug", "info", "warn", "error", NULL };
 static const char *const cfg_format_names[] = { "json", "text", NULL };
 
-/* ZMTP 3.1 / RFC 37 socket types, as the peer sends them in Socket-Type. */
-static const char *const cfg_socket_types[] = {
-	"PAIR", "PUB",  "SUB",    "REQ",     "REP",   "DEALER", "ROUTER", "PULL",
-	"PUSH", "XPUB", "XSUB",   "STREAM",  "SERVER", "CLIENT", "RADIO", "DISH",
-	"GATHER", "SCATTER", "DGRAM", "PEER", "CHANNEL", NULL,
-};
 /* Mechanisms the relay can inspect: CURVE/GSSAPI encrypt the frames and
  * PLAIN is not implemented, so they are refused rather than passed blind. */
 static const char *const cfg_mechanisms[] = { "NULL", NULL };
@@ -644,7 +640,7 @@ static int cfg_route_key(struct cfg_ctx *x, const config_setting_t *s, enum cfg_
 		return cfg_names(x, s, cfg_mechanisms, "unsupported mechanism", r->mechanisms[0],
 				 sizeof(r->mechanisms[0]), CONFIG_MAX_MECHS, &r->n_mechanisms);
 	case RK_STYPES:
-		return cfg_names(x, s, cfg_socket_types, "unknown socket type", r->socket_types[0],
+		return cfg_names(x, s, zmtp_socket_types, "unknown socket type", r->socket_types[0],
 				 sizeof(r->socket_types[0]), CONFIG_MAX_SOCKET_TYPES,
 				 &r->n_socket_types);
 	case RK_PICKLE:
