@@ -18,6 +18,7 @@
 
 #include "zmtpfw/log.h"
 #include "zmtpfw/pickle_policy.h"
+#include "zmtpfw/zmtp.h" /* the socket type table */
 
 /* Frame and message sizes: 2^62 keeps every sum of them inside 64 bits. */
 #define CFG_SIZE_LIMIT (1ull << 62)
@@ -69,12 +70,6 @@ static const char *const cfg_loader_names[] = { "any", "plain", "stock", NULL };
 static const char *const cfg_level_names[] = { "debug", "info", "warn", "error", NULL };
 static const char *const cfg_format_names[] = { "json", "text", NULL };
 
-/* ZMTP 3.1 / RFC 37 socket types, as the peer sends them in Socket-Type. */
-static const char *const cfg_socket_types[] = {
-	"PAIR", "PUB",  "SUB",    "REQ",     "REP",   "DEALER", "ROUTER", "PULL",
-	"PUSH", "XPUB", "XSUB",   "STREAM",  "SERVER", "CLIENT", "RADIO", "DISH",
-	"GATHER", "SCATTER", "DGRAM", "PEER", "CHANNEL", NULL,
-};
 /* Mechanisms the relay can inspect: CURVE/GSSAPI encrypt the frames and
  * PLAIN is not implemented, so they are refused rather than passed blind. */
 static const char *const cfg_mechanisms[] = { "NULL", NULL };
@@ -196,7 +191,7 @@ static const struct cfg_kw cfg_kw_table[] = {
 	  .width = sizeof(((struct config_route *)0)->mechanisms[0]),
 	  .count_off = offsetof(struct config_route, n_mechanisms), RELOAD },
 	{ .name = "socket_types", ROUTE(socket_types), .kind = KW_NAMES,
-	  .names = cfg_socket_types, .why = "unknown socket type", .max = CONFIG_MAX_SOCKET_TYPES,
+	  .names = zmtp_socket_types, .why = "unknown socket type", .max = CONFIG_MAX_SOCKET_TYPES,
 	  .width = sizeof(((struct config_route *)0)->socket_types[0]),
 	  .count_off = offsetof(struct config_route, n_socket_types), RELOAD },
 	{ .name = "max_frame_size", ROUTE(max_frame_size),

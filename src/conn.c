@@ -17,11 +17,12 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "zmtpfw/cidr.h"
 #include "zmtpfw/config.h"
-#include "zmtpfw/listener.h"
 #include "zmtpfw/log.h"
 #include "zmtpfw/metrics.h"
 #include "zmtpfw/relay.h"
+#include "zmtpfw/route.h"
 
 #define CONN_READ_MIN (16u << 10)
 #define CONN_READ_MAX (256u << 10)
@@ -33,7 +34,6 @@
 #define CONN_SPLICE_BUDGET (4u << 20) /* per pump call, so one body cannot starve others */
 
 static uint64_t conn_id_seq;
-bool conn_draining; /* SIGTERM received: see conn_drain_begin */
 
 /* Every live connection and the bytes they hold, for the memory budget. */
 static TAILQ_HEAD(conn_all_list, conn) conn_all = TAILQ_HEAD_INITIALIZER(conn_all);
@@ -64,7 +64,7 @@ void conn_format_peer(const struct sockaddr *sa, char *buf, size_t len)
 
 static struct log_ctx conn_ctx(const struct conn *c)
 {
-	return (struct log_ctx){ .route = c->route, .conn = c->id, .peer = c->peer };
+	return (struct log_ctx){ .route = c->route_name, .conn = c->id, .peer = c->peer };
 }
 
 static uint64_t conn_ms_since(const struct timespec *t0)
@@ -148,8 +148,8 @@ void conn_set_max_memory(uint64_t bytes)
 static uint64_t conn_mem_of(const struct conn *c)
 {
 	const struct evbuffer *b[] = { c->client.in, c->client.out, c->upstream.in,
-				       c->upstream.out, c->up.hold };
-	uint64_t n = 0;
+				       c->upstream.out };
+	uint64_t n = c->relay ? relay_held(c->relay) : 0;
 	for (size_t i = 0; i < sizeof(b) / sizeof(b[0]); i++)
 		if (b[i])
 			n += evbuffer_get_length(b[i]);
@@ -190,42 +190,39 @@ void conn_close(struct conn *c)
 {
 	struct log_ctx ctx = conn_ctx(c);
 	const char *reason = c->close_reason ? c->close_reason : "closed";
-
-	if (c->state == CONN_CLOSED)
-		return;
-	c->state_was_connecting = c->state == CONN_CONNECTING;
-	c->state = CONN_CLOSED;
 	bool warn = c->close_from || strcmp(reason, "memory") == 0;
-	log_event(warn ? LOG_WARN : LOG_INFO, &ctx, &c->lst->rl, "close",
+
+	log_event(warn ? LOG_WARN : LOG_INFO, &ctx, &c->route->rl, "close",
 		  LOG_STR("reason", reason), LOG_STR("detail", c->close_detail),
 		  LOG_STR("from", c->close_from), LOG_U64("held", conn_mem_of(c)),
 		  LOG_U64("bytes_in", c->client.bytes_read),
-		  LOG_U64("bytes_out", c->upstream.bytes_read), LOG_U64("messages", c->up.msgs),
-		  LOG_U64("dropped", c->up.dropped), LOG_U64("duration_ms", conn_ms_since(&c->started)),
-		  LOG_END);
+		  LOG_U64("bytes_out", c->upstream.bytes_read),
+		  LOG_U64("messages", c->relay ? relay_msgs(c->relay) : 0),
+		  LOG_U64("dropped", c->relay ? relay_dropped(c->relay) : 0),
+		  LOG_U64("duration_ms", conn_ms_since(&c->started)), LOG_END);
 	struct metrics_route *m = c->m;
 	metrics_gauge(m, METRICS_CONN_ACTIVE, -1);
 	metrics_add_reason(m, METRICS_CONN_CLOSED, METRICS_DIR_NONE, reason, 1);
-	if (strncmp(reason, "upstream-", 9) == 0 && c->state_was_connecting)
+	if (strncmp(reason, "upstream-", 9) == 0 && c->state == CONN_CONNECTING)
 		metrics_add_reason(m, METRICS_UPSTREAM_FAILED, METRICS_DIR_NONE, reason, 1);
 	else if (!c->handshake_done)
 		metrics_add_reason(m, METRICS_HANDSHAKE_FAILED, METRICS_DIR_NONE, reason, 1);
-	listener_conn_gone(c->lst, &c->peer_sa);
+	c->route->conn_gone(c->route->owner, c);
 	if (c->timer)
 		event_free(c->timer);
 	conn_side_free(&c->client);
 	conn_side_free(&c->upstream);
-	relay_free(c);
+	relay_free(c->relay);
 	conn_mem_set(c, 0);
 	TAILQ_REMOVE(&conn_all, c, all);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		c->lst->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	c->lst->n_conns--;
 	free(c);
+}
+
+void conn_close_why(struct conn *c, const char *reason, const char *detail)
+{
+	c->close_reason = reason;
+	c->close_detail = detail;
+	conn_close(c);
 }
 
 static struct side *conn_other(struct conn *c, struct side *s)
@@ -313,7 +310,7 @@ static int conn_write(struct conn *c, struct side *s)
 static void conn_set_reading(struct conn *c, struct side *s, bool on)
 {
 	/* a client stopped at a message boundary by a drain stays stopped */
-	if (on && s == &c->client && c->up.drain_stop)
+	if (on && s == &c->client && relay_client_stopped(c->relay))
 		return;
 	if (s->reading == on || s->eof)
 		return;
@@ -342,7 +339,7 @@ static bool conn_finish_if_done(struct conn *c, struct side *s)
 static bool conn_splice_pump(struct conn *c, struct side *x)
 {
 	struct side *y = conn_other(c, x);
-	struct dir *d = x == &c->client ? &c->up : &c->down;
+	enum relay_way w = x == &c->client ? RELAY_UP : RELAY_DOWN;
 	struct splice_pipe *p = &x->sp;
 	enum metrics_dir dir = x == &c->client ? METRICS_DIR_UP : METRICS_DIR_DOWN;
 	bool pulled = false, moved = true;
@@ -355,7 +352,7 @@ static bool conn_splice_pump(struct conn *c, struct side *x)
 			ssize_t n = splice_in(p, x->fd);
 			if (n > 0) {
 				x->bytes_read += (uint64_t)n;
-				relay_spliced(c, d, (uint64_t)n);
+				x->offer = relay_spliced(c->relay, w, (uint64_t)n).splice;
 				moved = pulled = true;
 			} else if (n == 0) {
 				x->eof = true;
@@ -400,18 +397,17 @@ static bool conn_splice_pump(struct conn *c, struct side *x)
 	x->read_size = CONN_READ_MIN;
 	if (x->eof)
 		return !conn_finish_if_done(c, x);
-	conn_set_reading(c, x, !(x == &c->client && c->up.drain_stop));
+	conn_set_reading(c, x, !(x == &c->client && relay_client_stopped(c->relay)));
 	return true;
 }
 
-/* How much of the current frame from s may bypass user space: 0 unless
- * it is at least CONN_SPLICE_MIN. */
-static uint64_t conn_splice_ready(struct conn *c, struct side *s, struct dir *d)
+/* How much of the current frame from s to splice: what the relay offers,
+ * when the route splices and it is at least CONN_SPLICE_MIN. */
+static uint64_t conn_splice_ready(struct conn *c, struct side *s)
 {
-	if (!c->lst->cfg->splice || s->eof || s->sp.r >= 0)
+	if (!c->route->cfg->splice || s->eof || s->sp.r >= 0 || s->offer < CONN_SPLICE_MIN)
 		return 0;
-	uint64_t n = relay_splice_len(c, d, s);
-	return n >= CONN_SPLICE_MIN ? n : 0;
+	return s->offer;
 }
 
 /* After a read, and whenever the output s feeds drains: when the rest of
@@ -421,10 +417,10 @@ static uint64_t conn_splice_ready(struct conn *c, struct side *s, struct dir *d)
  * (pgbouncer's SBUF_EV_FLUSH): deciding only right after a read would
  * never splice towards a worker slower than its client. Returns false
  * when c was closed. */
-static bool conn_splice_maybe(struct conn *c, struct side *s, struct dir *d)
+static bool conn_splice_maybe(struct conn *c, struct side *s)
 {
 	struct side *o = conn_other(c, s);
-	uint64_t n = conn_splice_ready(c, s, d);
+	uint64_t n = conn_splice_ready(c, s);
 
 	if (n == 0)
 		return true;
@@ -445,7 +441,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	struct conn *c = arg;
 	struct side *s = fd == c->client.fd ? &c->client : &c->upstream;
 	struct side *o = conn_other(c, s);
-	struct dir *d = s == &c->client ? &c->up : &c->down;
+	enum relay_way w = s == &c->client ? RELAY_UP : RELAY_DOWN;
 
 	metrics_add(c->m, METRICS_WAKEUPS, s == &c->client ? METRICS_DIR_UP : METRICS_DIR_DOWN, 1);
 	if (s->sp.r >= 0) {
@@ -469,27 +465,32 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		total += (size_t)n;
-		if (relay_process(c, d, s, o) < 0) {
+		struct relay_action a = relay_process(c->relay, w, s->in, o->out);
+		if (a.act == RELAY_CLOSE) {
+			c->close_reason = a.reason;
+			c->close_detail = a.detail;
+			c->close_from = a.from;
 			(void)conn_write(c, o); /* messages judged before the violation */
 			conn_close(c);
 			return;
 		}
+		s->offer = a.splice;
 		if (!more || total >= CONN_READ_BUDGET ||
-		    (c->lst->cfg->splice && relay_splice_len(c, d, s) >= CONN_SPLICE_MIN))
+		    (c->route->cfg->splice && s->offer >= CONN_SPLICE_MIN))
 			break;
 	}
 	c->last_active_ms = conn_now_ms();
 	if (s == &c->upstream)
 		c->worker_quiet = false;
-	if (!c->handshake_done && c->up.phase >= DIR_TRAFFIC && c->down.phase >= DIR_TRAFFIC) {
-		const struct config_route *cfg = c->lst->cfg;
+	if (!c->handshake_done && relay_handshake_done(c->relay)) {
+		const struct config_route *cfg = c->route->cfg;
 		c->handshake_done = true;
 		if (cfg->idle_timeout_ms)
 			conn_timer_ms(c, cfg->idle_timeout_ms);
 		else
 			conn_ev_del(c, c->timer);
 	}
-	if (c->up.drain_stop)
+	if (relay_client_stopped(c->relay))
 		conn_set_reading(c, &c->client, false);
 	if (conn_write(c, o) < 0) {
 		conn_fail_io(c, o, errno);
@@ -506,7 +507,7 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 	if (evbuffer_get_length(o->out) > CONN_HWM)
 		conn_set_reading(c, s, false);
 	else
-		(void)conn_splice_maybe(c, s, d);
+		(void)conn_splice_maybe(c, s);
 }
 
 static void conn_on_write(evutil_socket_t fd, short what, void *arg)
@@ -527,11 +528,15 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 	conn_mem_set(c, conn_mem_of(c));
 	if (conn_finish_if_done(c, o))
 		return;
-	struct dir *od = o == &c->client ? &c->up : &c->down;
-	if (conn_splice_ready(c, o, od) > 0) {
+	if (evbuffer_get_length(s->out) == 0) {
+		/* drained: a splice waiting for it may start (the relay decides) */
+		enum relay_way ow = o == &c->client ? RELAY_UP : RELAY_DOWN;
+		o->offer = relay_drained(c->relay, ow, o->in).splice;
+	}
+	if (conn_splice_ready(c, o) > 0) {
 		/* o waits for this queue to empty before splicing into s */
 		if (evbuffer_get_length(s->out) == 0)
-			(void)conn_splice_maybe(c, o, od);
+			(void)conn_splice_maybe(c, o);
 		return;
 	}
 	if (evbuffer_get_length(s->out) < CONN_LWM)
@@ -542,7 +547,7 @@ static void conn_on_write(evutil_socket_t fd, short what, void *arg)
 static void conn_on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
-	const struct config_route *cfg = c->lst->cfg;
+	const struct config_route *cfg = c->route->cfg;
 
 	if (c->ev_failed) { /* close_reason and detail say which call */
 		struct log_ctx ctx = conn_ctx(c);
@@ -577,7 +582,7 @@ static void conn_on_timeout(evutil_socket_t fd, short what, void *arg)
 
 static int conn_side_events(struct conn *c, struct side *s)
 {
-	struct event_base *base = c->lst->base;
+	struct event_base *base = c->route->base;
 	s->rev = event_new(base, s->fd, EV_READ | EV_PERSIST, conn_on_read, c);
 	s->wev = event_new(base, s->fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
 	if (!s->rev || !s->wev)
@@ -604,7 +609,7 @@ static void conn_on_connect(evutil_socket_t fd, short what, void *arg)
 	}
 	c->state = CONN_RELAYING;
 	/* The handshake deadline counts from accept. */
-	uint64_t spent = conn_ms_since(&c->started), limit = c->lst->cfg->handshake_timeout_ms;
+	uint64_t spent = conn_ms_since(&c->started), limit = c->route->cfg->handshake_timeout_ms;
 	conn_timer_ms(c, spent < limit ? limit - spent : 0);
 	if (conn_side_events(c, &c->client) < 0 || conn_side_events(c, &c->upstream) < 0) {
 		c->close_reason = "internal";
@@ -615,7 +620,7 @@ static void conn_on_connect(evutil_socket_t fd, short what, void *arg)
 
 static int conn_dial(struct conn *c)
 {
-	const struct config_addr *up = &c->lst->cfg->upstream;
+	const struct config_addr *up = &c->route->cfg->upstream;
 	int fd = socket(up->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;
 
@@ -627,87 +632,69 @@ static int conn_dial(struct conn *c)
 	if (connect(fd, (const struct sockaddr *)&up->sa, up->len) < 0 && errno != EINPROGRESS)
 		return -1;
 	/* Completion (or an immediate unix-socket connect) is seen as writable. */
-	c->upstream.wev = event_new(c->lst->base, fd, EV_WRITE, conn_on_connect, c);
+	c->upstream.wev = event_new(c->route->base, fd, EV_WRITE, conn_on_connect, c);
 	if (!c->upstream.wev)
 		return -1;
 	return event_add(c->upstream.wev, NULL);
 }
 
-void conn_start(struct listener *l, uint64_t id, int fd, const struct sockaddr *sa,
-		socklen_t salen, bool would_reject)
+struct conn *conn_new(struct route *r, uint64_t id, int fd, const struct sockaddr *sa,
+		      socklen_t salen)
 {
-	const struct config_route *cfg = l->cfg;
 	struct conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->id = id;
+	c->route = r;
+	c->m = r->m;
+	snprintf(c->route_name, sizeof(c->route_name), "%s", r->cfg->name);
+	memcpy(&c->peer_sa, sa, salen < sizeof(c->peer_sa) ? salen : sizeof(c->peer_sa));
+	conn_format_peer(sa, c->peer, sizeof(c->peer));
+	c->client.fd = fd;
+	c->upstream.fd = -1;
+	c->client.sp.r = c->client.sp.w = c->upstream.sp.r = c->upstream.sp.w = -1;
+	return c;
+}
+
+void conn_start(struct conn *c, bool would_reject)
+{
+	struct route *r = c->route;
+	const struct config_route *cfg = r->cfg;
+	const struct sockaddr *sa = (const struct sockaddr *)&c->peer_sa;
 	int one = 1;
 
-	if (!c) {
-		listener_conn_gone(l, (const struct sockaddr_storage *)sa);
-		close(fd);
-		return;
-	}
-	c->id = id;
-	c->lst = l;
-	c->m = l->m;
-	snprintf(c->route, sizeof(c->route), "%s", cfg->name);
-	c->next = l->conns;
-	if (l->conns)
-		l->conns->prev = c;
-	l->conns = c;
-	l->n_conns++;
 	TAILQ_INSERT_TAIL(&conn_all, c, all);
 	metrics_add(c->m, METRICS_CONN_ACCEPTED, METRICS_DIR_NONE, 1);
 	metrics_gauge(c->m, METRICS_CONN_ACTIVE, 1);
 	clock_gettime(CLOCK_MONOTONIC, &c->started);
 	c->last_active_ms = conn_now_ms();
-	memcpy(&c->peer_sa, sa, salen < sizeof(c->peer_sa) ? salen : sizeof(c->peer_sa));
-	conn_format_peer(sa, c->peer, sizeof(c->peer));
-	c->client.fd = fd;
-	c->upstream.fd = -1;
 	c->client.read_size = c->upstream.read_size = CONN_READ_MIN;
-	c->client.sp.r = c->client.sp.w = c->upstream.sp.r = c->upstream.sp.w = -1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(c->client.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
-	c->log_only = cfg->mode == CONFIG_MODE_LOG_ONLY; /* relay_init re-derives both */
-	c->pickle_trusted = cfg->pickle == CONFIG_PICKLE_ALLOW ||
-			    cidr_list_match(&cfg->allow_pickle_from, sa);
+	/* for the accept line; the relay derives trust again at each reload */
+	bool trusted = cfg->pickle == CONFIG_PICKLE_ALLOW ||
+		       cidr_list_match(&cfg->allow_pickle_from, sa);
 	struct log_ctx ctx = conn_ctx(c);
 	if (would_reject)
-		log_event(LOG_WARN, &ctx, &l->rl, "would-reject", LOG_STR("reason", "not-allowed"),
+		log_event(LOG_WARN, &ctx, &r->rl, "would-reject", LOG_STR("reason", "not-allowed"),
 			  LOG_END);
-	log_event(LOG_INFO, &ctx, &l->rl, "accept", LOG_BOOL("pickle_trusted", c->pickle_trusted),
-		  LOG_END);
+	log_event(LOG_INFO, &ctx, &r->rl, "accept", LOG_BOOL("pickle_trusted", trusted), LOG_END);
 
 	c->client.in = evbuffer_new();
 	c->client.out = evbuffer_new();
 	c->upstream.in = evbuffer_new();
 	c->upstream.out = evbuffer_new();
-	c->timer = evtimer_new(l->base, conn_on_timeout, c);
+	c->timer = evtimer_new(r->base, conn_on_timeout, c);
+	struct relay_peer rp = { .route = r, .m = c->m, .ctx = ctx, .sa = sa };
 	if (!c->client.in || !c->client.out || !c->upstream.in || !c->upstream.out || !c->timer ||
-	    relay_init(c) < 0) {
-		c->close_reason = "internal";
-		c->close_detail = "out of memory";
-		conn_close(c);
+	    !(c->relay = relay_new(&rp))) {
+		conn_close_why(c, "internal", "out of memory");
 		return;
 	}
 	conn_timer_ms(c, cfg->connect_timeout_ms);
-	if (conn_dial(c) < 0) {
-		c->close_reason = "upstream-unreachable";
-		c->close_detail = strerror(errno);
-		conn_close(c);
-	}
-}
-
-void conn_drain_begin(void)
-{
-	conn_draining = true;
-}
-
-static bool conn_dir_at_boundary(const struct dir *d, const struct side *src)
-{
-	if (d->phase != DIR_TRAFFIC)
-		return d->phase != DIR_HANDSHAKE || evbuffer_get_length(src->in) == 0;
-	return !d->in_msg && d->parsed == 0 && d->dec.state == ZMTP_DEC_HEADER &&
-	       d->dec.hdr_have == 0 && (d->drain_stop || evbuffer_get_length(src->in) == 0);
+	if (conn_dial(c) < 0)
+		conn_close_why(c, "upstream-unreachable", strerror(errno));
 }
 
 bool conn_drain_tick(struct conn *c)
@@ -715,17 +702,17 @@ bool conn_drain_tick(struct conn *c)
 	bool quiet = c->worker_quiet;
 
 	c->worker_quiet = true;
-	if (c->state == CONN_RELAYING && !c->up.drain_stop && conn_dir_at_boundary(&c->up, &c->client)) {
+	if (c->state == CONN_RELAYING && !relay_client_stopped(c->relay) &&
+	    relay_at_boundary(c->relay, RELAY_UP, c->client.in)) {
 		/* nothing of a client message is in flight: take no new one */
-		c->up.drain_stop = true;
+		relay_stop_client(c->relay);
 		conn_set_reading(c, &c->client, false);
 	}
 	if (c->state == CONN_RELAYING &&
-	    (!quiet || !c->up.drain_stop || !conn_dir_at_boundary(&c->down, &c->upstream) ||
+	    (!quiet || !relay_client_stopped(c->relay) ||
+	     !relay_at_boundary(c->relay, RELAY_DOWN, c->upstream.in) ||
 	     conn_pending(c, &c->client) > 0 || conn_pending(c, &c->upstream) > 0))
 		return false;
-	c->close_reason = "shutdown";
-	c->close_detail = "drained";
-	conn_close(c);
+	conn_close_why(c, "shutdown", "drained");
 	return true;
 }

@@ -14,8 +14,9 @@
 
 #include "zmtpfw/cidr.h"
 #include "zmtpfw/conn.h"
+#include "zmtpfw/log.h"
 #include "zmtpfw/metrics.h"
-#include "zmtpfw/relay.h"
+#include "zmtpfw/route.h"
 
 #define LISTENER_BACKLOG 1024
 #define LISTENER_PROBE_EVERY_MS 2000 /* upstream reachability, for /readyz */
@@ -55,10 +56,11 @@ static struct listener_peer **listener_peer_slot(struct listener *l, const uint8
 	return pp;
 }
 
-void listener_conn_gone(struct listener *l, const struct sockaddr_storage *peer)
+/* A connection of this source ended (or never started). */
+static void listener_peer_release(struct listener *l, const struct sockaddr *sa)
 {
 	uint8_t key[16];
-	listener_key((const struct sockaddr *)peer, key);
+	listener_key(sa, key);
 	struct listener_peer **pp = listener_peer_slot(l, key), *p = *pp;
 	if (p && --p->n == 0) {
 		*pp = p->next;
@@ -66,12 +68,21 @@ void listener_conn_gone(struct listener *l, const struct sockaddr_storage *peer)
 	}
 }
 
+/* The route's conn_gone: a connection closed (conn_close). */
+static void listener_conn_gone(void *arg, struct conn *c)
+{
+	struct listener *l = arg;
+	TAILQ_REMOVE(&l->conns, c, link);
+	l->n_conns--;
+	listener_peer_release(l, (const struct sockaddr *)&c->peer_sa);
+}
+
 static void listener_reject(struct listener *l, struct log_ctx *ctx, int fd, const char *reason,
 			    uint64_t limit)
 {
-	log_event(LOG_WARN, ctx, &l->rl, "reject", LOG_STR("reason", reason),
+	log_event(LOG_WARN, ctx, &l->route->rl, "reject", LOG_STR("reason", reason),
 		  limit ? LOG_U64("limit", limit) : LOG_STR("limit", NULL), LOG_END);
-	metrics_add_reason(l->m, METRICS_CONN_REJECTED, METRICS_DIR_NONE, reason, 1);
+	metrics_add_reason(l->route->m, METRICS_CONN_REJECTED, METRICS_DIR_NONE, reason, 1);
 	close(fd);
 }
 
@@ -103,7 +114,16 @@ static void listener_on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 		memcpy((*pp)->addr, key, 16);
 	}
 	(*pp)->n++;
-	conn_start(l, id, fd, sa, (socklen_t)salen, !allowed);
+	struct conn *c = conn_new(l->route, id, fd, sa, (socklen_t)salen);
+	if (!c) {
+		listener_peer_release(l, sa);
+		close(fd);
+		return;
+	}
+	/* linked before it starts: starting may already close it */
+	TAILQ_INSERT_HEAD(&l->conns, c, link);
+	l->n_conns++;
+	conn_start(c, !allowed);
 }
 
 /* A libevent call of the listener failed: say so, once per failure. */
@@ -136,19 +156,12 @@ static void listener_on_error(struct evconnlistener *lev, void *arg)
 	struct timeval tv = { .tv_sec = 0, .tv_usec = 100 * 1000 };
 	int err = errno;
 
-	log_event(LOG_ERROR, &ctx, &l->rl, "error", LOG_STR("reason", "accept"),
+	log_event(LOG_ERROR, &ctx, &l->route->rl, "error", LOG_STR("reason", "accept"),
 		  LOG_STR("detail", strerror(err)), LOG_END);
 	if (evconnlistener_disable(lev) < 0)
 		listener_ev_failed(l, "cannot pause accepting");
 	else if (evtimer_add(l->resume_timer, &tv) < 0)
 		listener_ev_failed(l, "cannot schedule resuming: the route no longer accepts");
-}
-
-static void listener_on_tick(evutil_socket_t fd, short what, void *arg)
-{
-	struct listener *l = arg;
-	struct log_ctx ctx = listener_ctx(l);
-	log_ratelimit_flush(&ctx, &l->rl);
 }
 
 /* ---- upstream probe: a bare connect, closed at once ---- */
@@ -207,7 +220,7 @@ static void listener_on_probe_timer(evutil_socket_t fd, short what, void *arg)
 	if (connect(l->probe_fd, (const struct sockaddr *)&up->sa, up->len) < 0 &&
 	    errno != EINPROGRESS)
 		return listener_probe_end(l, false);
-	l->probe_ev = event_new(l->base, l->probe_fd, EV_WRITE, listener_on_probe, l);
+	l->probe_ev = event_new(l->route->base, l->probe_fd, EV_WRITE, listener_on_probe, l);
 	if (!l->probe_ev || event_add(l->probe_ev, &tmo) < 0)
 		listener_probe_end(l, false);
 }
@@ -228,16 +241,18 @@ struct listener *listener_open(const struct config_route *cfg, const struct conf
 			       struct event_base *base, bool probe_upstream)
 {
 	struct log_ctx ctx = { .route = cfg->name };
-	struct timeval sec = { .tv_sec = 1, .tv_usec = 0 };
 	struct listener *l = calloc(1, sizeof(*l));
 
 	if (!l)
 		return NULL;
 	l->cfg = cfg;
 	l->owner = owner;
-	l->base = base;
 	l->probe_fd = -1;
-	l->m = metrics_route_get(cfg->name);
+	TAILQ_INIT(&l->conns);
+	if (!(l->route = route_new(cfg, base, listener_conn_gone, l))) {
+		free(l);
+		return NULL;
+	}
 	l->lev = evconnlistener_new_bind(base, listener_on_accept, l,
 					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
 						 LEV_OPT_CLOSE_ON_EXEC,
@@ -247,14 +262,14 @@ struct listener *listener_open(const struct config_route *cfg, const struct conf
 		log_event(LOG_ERROR, &ctx, NULL, "error", LOG_STR("reason", "listen"),
 			  LOG_STR("listen", cfg->listen.text), LOG_STR("detail", strerror(errno)),
 			  LOG_END);
+		route_free(l->route);
 		free(l);
 		return NULL;
 	}
 	evconnlistener_set_error_cb(l->lev, listener_on_error);
-	l->rl_timer = event_new(base, -1, EV_PERSIST, listener_on_tick, l);
 	l->probe_timer = evtimer_new(base, listener_on_probe_timer, l);
 	l->resume_timer = evtimer_new(base, listener_on_resume, l);
-	if (!l->rl_timer || !l->probe_timer || !l->resume_timer || event_add(l->rl_timer, &sec) < 0) {
+	if (!l->probe_timer || !l->resume_timer) {
 		listener_free(l, "internal");
 		return NULL;
 	}
@@ -274,20 +289,15 @@ void listener_update(struct listener *l, const struct config_route *cfg,
 
 	l->cfg = cfg;
 	l->owner = owner;
-	l->m = metrics_route_get(cfg->name);
+	route_update(l->route, cfg);
 	if (upstream_changed || (l->probe != LISTENER_PROBE_OFF) != probe_upstream)
 		listener_probe_config(l, probe_upstream);
-	for (struct conn *c = l->conns; c; c = c->next)
-		relay_reconfigure(c);
 	if (close_disallowed && cfg->mode != CONFIG_MODE_LOG_ONLY) {
-		struct conn *c = l->conns, *next;
-		for (; c; c = next) {
-			next = c->next;
-			if (!cidr_list_match(&cfg->allow, (const struct sockaddr *)&c->peer_sa)) {
-				c->close_reason = "not-allowed";
-				c->close_detail = "allowlist changed by reload";
-				conn_close(c);
-			}
+		struct conn *c, *next;
+		for (c = TAILQ_FIRST(&l->conns); c; c = next) {
+			next = TAILQ_NEXT(c, link);
+			if (!cidr_list_match(&cfg->allow, (const struct sockaddr *)&c->peer_sa))
+				conn_close_why(c, "not-allowed", "allowlist changed by reload");
 		}
 	}
 }
@@ -301,15 +311,37 @@ void listener_retire(struct listener *l)
 	listener_probe_config(l, false);
 }
 
+void listener_drain(struct listener *l)
+{
+	listener_retire(l);
+	l->route->draining = true;
+}
+
+void listener_drain_tick(struct listener *l)
+{
+	struct conn *c, *next;
+	for (c = TAILQ_FIRST(&l->conns); c; c = next) {
+		next = TAILQ_NEXT(c, link);
+		(void)conn_drain_tick(c);
+	}
+}
+
+uint64_t listener_close_all(struct listener *l, const char *reason)
+{
+	uint64_t n = 0;
+	struct conn *c;
+	while ((c = TAILQ_FIRST(&l->conns))) {
+		c->close_reason = reason; /* a detail already set stays */
+		conn_close(c);
+		n++;
+	}
+	return n;
+}
+
 void listener_free(struct listener *l, const char *reason)
 {
-	while (l->conns) {
-		l->conns->close_reason = reason;
-		conn_close(l->conns);
-	}
+	(void)listener_close_all(l, reason);
 	listener_retire(l);
-	if (l->rl_timer)
-		event_free(l->rl_timer);
 	if (l->probe_timer)
 		event_free(l->probe_timer);
 	if (l->resume_timer)
@@ -320,5 +352,6 @@ void listener_free(struct listener *l, const char *reason)
 			l->peers[i] = p->next;
 			free(p);
 		}
+	route_free(l->route);
 	free(l);
 }

@@ -1,133 +1,66 @@
-/* relay: the data path. For each direction it validates the greeting byte by
- * byte, parses the handshake frame, then walks frames with the zmtp decoder
- * over the input buffer in place (evbuffer_peek), and moves whole ranges to
- * their destination with evbuffer_remove_buffer: bodies are never copied.
- *
- * The front of a direction's input buffer is always laid out as
- *   [fwd: judged, to forward][parsed: current frame, not yet judged][unparsed]
- * so consecutive forwardable frames leave in one move, and a frame whose
- * verdict is pending stays where it is until the scanner decides. */
-#include "zmtpfw/relay.h"
+/* relay: the session of one connection's data path. For each direction it
+ * validates the greeting byte by byte, parses the handshake frame, then
+ * hands the frames to relay_frames.c; it answers the I/O layer with what
+ * to do next (continue, splice n bytes, close). */
+#include "relay_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
 
-#include "zmtpfw/cidr.h"
 #include "zmtpfw/config.h"
-#include "zmtpfw/listener.h"
-#include "zmtpfw/log.h"
-#include "zmtpfw/metrics.h"
 
-#define RELAY_IOV 16
-#define RELAY_MAX_FRAMES 65536 /* frames in one client message */
-
-static struct log_ctx relay_ctx(const struct conn *c)
+struct relay *relay_new(const struct relay_peer *p)
 {
-	return (struct log_ctx){ .route = c->route, .conn = c->id, .peer = c->peer };
-}
+	struct relay *r = calloc(1, sizeof(*r));
 
-/* Record why the connection must close and return -1 for the caller. The
- * close line carries reason and detail; a refusal during the greeting or
- * handshake of the client is a "reject" as well. */
-static int relay_fail(struct conn *c, const struct dir *d, const char *reason, const char *detail)
-{
-	if (d->from_client && d->phase < DIR_TRAFFIC) {
-		struct log_ctx ctx = relay_ctx(c);
-		log_event(LOG_WARN, &ctx, &c->lst->rl, "reject", LOG_STR("reason", reason),
-			  LOG_STR("detail", detail), LOG_END);
+	if (!r)
+		return NULL;
+	r->route = p->route;
+	r->m = p->m;
+	r->ctx = p->ctx;
+	r->sa = p->sa;
+	r->gen = p->route->gen;
+	r->up.from_client = true;
+	zmtp_dec_init(&r->up.dec, r->route->cfg->max_frame_size);
+	zmtp_dec_init(&r->down.dec, r->route->cfg->max_frame_size);
+	if (relay_frames_policy(r) < 0) {
+		relay_free(r);
+		return NULL;
 	}
-	c->close_reason = reason;
-	c->close_detail = detail;
-	c->close_from = d->from_client ? "client" : "worker";
-	return -1;
+	return r;
 }
 
-/* What the route's pickle_loader lets the scanner assume (PSCAN_*). */
-static unsigned relay_loader_opts(enum config_loader l)
+/* The route was reloaded since r last looked. Frame limits are checked at
+ * each header: apply them before the next. Scanning, trust and mode change
+ * between messages, never inside one. */
+static void relay_reconfigure(struct relay *r)
 {
-	switch (l) {
-	case CONFIG_LOADER_ANY: return 0;
-	case CONFIG_LOADER_PLAIN: return PSCAN_STOCK;
-	case CONFIG_LOADER_STOCK: break;
-	}
-	return PSCAN_EXT_UNREGISTERED | PSCAN_NO_PERSID;
+	r->up.dec.max_frame = r->down.dec.max_frame = r->route->cfg->max_frame_size;
+	r->repolicy = true;
+	r->gen = r->route->gen;
 }
 
-/* Derive the connection's policy from the route's config in force. */
-static int relay_policy(struct conn *c)
+void relay_free(struct relay *r)
 {
-	const struct config_route *cfg = c->lst->cfg;
-	bool listed;
-
-	c->log_only = cfg->mode == CONFIG_MODE_LOG_ONLY;
-	listed = cidr_list_match(&cfg->allow_pickle_from, (const struct sockaddr *)&c->peer_sa);
-	c->pickle_trusted = cfg->pickle == CONFIG_PICKLE_ALLOW || listed;
-	/* A trusted peer is judged only under pickle_globals; pickle =
-	 * "allow" turns judging off for everyone. */
-	c->up.scan = cfg->pickle != CONFIG_PICKLE_ALLOW && (!listed || cfg->pickle_globals);
-	/* The connection holds the list it judges by: a reload may free the
-	 * snapshot it came from while a message is in flight. */
-	const struct ppolicy *old = c->up.icfg.policy;
-	c->up.icfg = (struct inspect_cfg){
-		.pscan_opts = relay_loader_opts(cfg->pickle_loader),
-		.policy = ppolicy_ref(listed ? cfg->pickle_globals : NULL),
-		.msgpack = cfg->pickle_msgpack,
-	};
-	ppolicy_free(old);
-	c->up.dec.max_frame = c->down.dec.max_frame = cfg->max_frame_size;
-	c->repolicy = false;
-	if (c->up.scan && !c->up.hold) {
-		c->up.hold = evbuffer_new();
-		c->up.ins = calloc(1, sizeof(*c->up.ins));
-		if (!c->up.hold || !c->up.ins)
-			return -1;
-	}
-	if (c->up.scan && c->up.icfg.policy && inspect_enable_policy(c->up.ins) < 0)
-		return -1;
-	return 0;
-}
-
-int relay_init(struct conn *c)
-{
-	const struct config_route *cfg = c->lst->cfg;
-
-	c->up.from_client = true;
-	zmtp_dec_init(&c->up.dec, cfg->max_frame_size);
-	zmtp_dec_init(&c->down.dec, cfg->max_frame_size);
-	return relay_policy(c);
-}
-
-void relay_reconfigure(struct conn *c)
-{
-	const struct config_route *cfg = c->lst->cfg;
-
-	/* Frame limits are checked at each header: apply them now. Scanning,
-	 * trust and mode change between messages, never inside one. */
-	c->up.dec.max_frame = c->down.dec.max_frame = cfg->max_frame_size;
-	c->repolicy = true;
-}
-
-void relay_free(struct conn *c)
-{
-	if (c->up.hold)
-		evbuffer_free(c->up.hold);
-	if (c->up.ins)
-		inspect_free(c->up.ins);
-	free(c->up.ins);
-	ppolicy_free(c->up.icfg.policy);
-	c->up.icfg.policy = NULL;
-	c->up.hold = NULL;
-	c->up.ins = NULL;
+	if (!r)
+		return;
+	if (r->up.hold)
+		evbuffer_free(r->up.hold);
+	if (r->up.ins)
+		inspect_free(r->up.ins);
+	free(r->up.ins);
+	ppolicy_free(r->up.icfg.policy);
+	free(r);
 }
 
 /* ---- greeting ---------------------------------------------------------- */
 
-static int relay_greeting(struct conn *c, struct dir *d, struct side *src, struct side *dst)
+static int relay_greeting(struct relay *r, struct dir *d, struct evbuffer *in, struct evbuffer *out)
 {
-	const struct config_route *cfg = c->lst->cfg;
-	size_t avail = evbuffer_get_length(src->in);
+	const struct config_route *cfg = r->route->cfg;
+	size_t avail = evbuffer_get_length(in);
 	size_t n = ZMTP_GREETING_LEN - d->greet_have;
 	const char *why = NULL;
 
@@ -135,19 +68,19 @@ static int relay_greeting(struct conn *c, struct dir *d, struct side *src, struc
 		n = avail;
 	if (n == 0)
 		return 0;
-	if (evbuffer_copyout(src->in, d->greet + d->greet_have, n) != (ev_ssize_t)n)
-		return relay_fail(c, d, "internal", "copyout failed");
+	if (evbuffer_copyout(in, d->greet + d->greet_have, n) != (ev_ssize_t)n)
+		return relay_fail(r, d, "internal", "copyout failed");
 	/* libzmq waits for our peer's bytes before sending more of its own, so
 	 * each validated byte is forwarded at once (ZMTP.md). */
 	if (zmtp_greeting_check(d->greet, d->greet_have + n,
 				(const char(*)[ZMTP_MECH_LEN])cfg->mechanisms, cfg->n_mechanisms,
 				&why) != ZMTP_OK)
-		return relay_fail(c, d, "greeting", why);
-	if (evbuffer_remove_buffer(src->in, dst->out, n) != (int)n)
-		return relay_fail(c, d, "internal", "move failed");
+		return relay_fail(r, d, "greeting", why);
+	if (evbuffer_remove_buffer(in, out, n) != (int)n)
+		return relay_fail(r, d, "internal", "move failed");
 	d->greet_have += n;
 	if (d->greet_have == ZMTP_GREETING_LEN)
-		d->phase = DIR_HANDSHAKE;
+		d->phase = RELAY_HANDSHAKE;
 	return 0;
 }
 
@@ -164,553 +97,159 @@ static bool relay_socket_type_allowed(const struct config_route *cfg, const char
 /* The first frame each way is the handshake. libzmq ignores its flags, so a
  * READY hidden in a data frame would be a command to the worker and data to
  * a laxer parser: only a flagged, final command frame is accepted. */
-static int relay_handshake(struct conn *c, struct dir *d, struct side *src, struct side *dst)
+static int relay_handshake(struct relay *r, struct dir *d, struct evbuffer *in, struct evbuffer *out)
 {
-	const struct config_route *cfg = c->lst->cfg;
+	const struct config_route *cfg = r->route->cfg;
 	uint8_t hdr[ZMTP_HDR_MAX];
 	uint8_t body[ZMTP_CMD_MAX];
-	size_t avail = evbuffer_get_length(src->in);
+	size_t avail = evbuffer_get_length(in);
 	const char *why = NULL;
 	struct zmtp_ready ready;
 	enum zmtp_cmd cmd;
 
+	struct zmtp_hdr h;
+
 	if (avail < 1)
 		return 0;
-	evbuffer_copyout(src->in, hdr, 1);
-	if (hdr[0] != ZMTP_FLAG_COMMAND && hdr[0] != (ZMTP_FLAG_COMMAND | ZMTP_FLAG_LONG))
-		return relay_fail(c, d, "handshake", "first frame is not a command frame");
-	size_t hlen = (hdr[0] & ZMTP_FLAG_LONG) ? 9 : 2;
-	if (avail < hlen)
-		return 0;
-	evbuffer_copyout(src->in, hdr, hlen);
-	uint64_t size = 0;
-	for (size_t i = 1; i < hlen; i++)
-		size = (size << 8) | hdr[i];
-	if (size > ZMTP_CMD_MAX)
-		return relay_fail(c, d, "handshake", "handshake command too large");
-	if (avail < hlen + size)
+	ev_ssize_t got = evbuffer_copyout(in, hdr, avail < ZMTP_HDR_MAX ? avail : ZMTP_HDR_MAX);
+	if ((hdr[0] & ~ZMTP_FLAG_LONG) != ZMTP_FLAG_COMMAND)
+		return relay_fail(r, d, "handshake", "first frame is not a command frame");
+	/* flags are valid now: only the size can be refused */
+	enum zmtp_result hr = zmtp_hdr_parse(hdr, got > 0 ? (size_t)got : 0, ZMTP_CMD_MAX, &h, &why);
+	if (hr == ZMTP_ERR)
+		return relay_fail(r, d, "handshake", "handshake command too large");
+	size_t hlen = h.len, size = (size_t)h.size;
+	if (hr == ZMTP_NEED_MORE || avail < hlen + size)
 		return 0;
 
 	struct evbuffer_ptr pos;
-	if (evbuffer_ptr_set(src->in, &pos, hlen, EVBUFFER_PTR_SET) < 0 ||
-	    evbuffer_copyout_from(src->in, &pos, body, size) != (ev_ssize_t)size)
-		return relay_fail(c, d, "internal", "copyout failed");
+	if (evbuffer_ptr_set(in, &pos, hlen, EVBUFFER_PTR_SET) < 0 ||
+	    evbuffer_copyout_from(in, &pos, body, size) != (ev_ssize_t)size)
+		return relay_fail(r, d, "internal", "copyout failed");
 	if (zmtp_handshake_parse(body, size, &cmd, &ready, &why) != ZMTP_OK)
-		return relay_fail(c, d, "handshake", why);
+		return relay_fail(r, d, "handshake", why);
 
 	if (cmd == ZMTP_CMD_READY && d->from_client && cfg->n_socket_types > 0 &&
 	    (ready.socket_type[0] == '\0' || !relay_socket_type_allowed(cfg, ready.socket_type))) {
 		const char *t = ready.socket_type[0] ? ready.socket_type : "(none)";
-		if (!c->log_only)
-			return relay_fail(c, d, "socket-type", t);
-		struct log_ctx ctx = relay_ctx(c);
-		log_event(LOG_WARN, &ctx, &c->lst->rl, "would-reject", LOG_STR("reason", "socket-type"),
+		if (!r->log_only)
+			return relay_fail(r, d, "socket-type", t);
+		log_event(LOG_WARN, &r->ctx, &r->route->rl, "would-reject", LOG_STR("reason", "socket-type"),
 			  LOG_STR("detail", t), LOG_END);
 	}
-	if (evbuffer_remove_buffer(src->in, dst->out, hlen + size) != (int)(hlen + size))
-		return relay_fail(c, d, "internal", "move failed");
+	if (evbuffer_remove_buffer(in, out, hlen + size) != (int)(hlen + size))
+		return relay_fail(r, d, "internal", "move failed");
 	if (cmd == ZMTP_CMD_READY)
-		d->subscriber = strcmp(ready.socket_type, "SUB") == 0 ||
-				strcmp(ready.socket_type, "XSUB") == 0;
+		d->subscriber = ready.subscriber;
 	/* ERROR: the worker's reason reaches the client; the sender then closes. */
-	d->phase = cmd == ZMTP_CMD_ERROR ? DIR_ERRORED : DIR_TRAFFIC;
+	d->phase = cmd == ZMTP_CMD_ERROR ? RELAY_ERRORED : RELAY_TRAFFIC;
 	return 0;
 }
 
-/* ---- traffic ----------------------------------------------------------- */
-
-/* Move the judged prefix to the other side: one call for many frames. */
-static int relay_flush(struct side *src, struct side *dst, size_t *fwd)
+/* What of d's current frame may move socket to socket without being read:
+ * the frame's verdict and its message's are known, nothing of it waits in
+ * a buffer (in_len = 0), and it goes straight to the other side. */
+static struct relay_action relay_offer(const struct dir *d, size_t in_len)
 {
-	if (*fwd == 0)
-		return 0;
-	int moved = evbuffer_remove_buffer(src->in, dst->out, *fwd);
-	if (moved < 0 || (size_t)moved != *fwd)
-		return -1;
-	*fwd = 0;
-	return 0;
+	if (d->phase != RELAY_TRAFFIC || d->dec.state != ZMTP_DEC_BODY || d->dest != FRAME_FWD ||
+	    d->frame_cmd || d->parsed != 0 || d->drain_stop || in_len != 0)
+		return (struct relay_action){ .act = RELAY_CONTINUE };
+	return (struct relay_action){ .act = RELAY_SPLICE, .splice = d->dec.left };
 }
 
-/* The frame being judged is still whole in src->in, at *fwd: its first
- * body bytes are copied for the log line only now, not for every frame. */
-static void relay_log_pickle(struct conn *c, struct dir *d, struct side *src, size_t fwd,
-			     const char *event)
+struct relay_action relay_drained(const struct relay *r, enum relay_way w,
+				  const struct evbuffer *in)
 {
-	struct log_ctx ctx = relay_ctx(c);
-	struct evbuffer_ptr pos;
-	uint8_t head[32];
-	size_t body = d->parsed > d->dec.hdr_len ? d->parsed - d->dec.hdr_len : 0;
-	size_t n = body < sizeof(head) ? body : sizeof(head);
-
-	if (evbuffer_ptr_set(src->in, &pos, fwd + d->dec.hdr_len, EVBUFFER_PTR_SET) < 0 ||
-	    evbuffer_copyout_from(src->in, &pos, head, n) != (ev_ssize_t)n)
-		n = 0;
-	const struct inspect *in = d->ins;
-	if (in->pv) {
-		const char *globals[PPOLICY_GLOBALS_MAX];
-		for (uint32_t i = 0; i < in->pv->n; i++)
-			globals[i] = ppolicy_verdict_global(in->pv, i);
-		log_event(LOG_WARN, &ctx, &c->lst->rl, event, LOG_STR("reason", in->reason),
-			  LOG_STR("global", inspect_global(in)), LOG_STR("where", in->where),
-			  LOG_STR("opcode", in->opcode), LOG_U64("offset", in->offset),
-			  LOG_U64("frame", d->frame_idx), LOG_U64("frame_size", d->dec.size),
-			  LOG_BYTES("head", head, n), LOG_BOOL("globals_cut", in->pv->more),
-			  LOG_STRS("globals", globals, in->pv->n), LOG_END);
-		return;
-	}
-	log_event(LOG_WARN, &ctx, &c->lst->rl, event, LOG_STR("reason", in->reason),
-		  LOG_STR("where", in->where), LOG_STR("opcode", in->opcode),
-		  LOG_U64("offset", in->offset), LOG_U64("frame", d->frame_idx),
-		  LOG_U64("frame_size", d->dec.size), LOG_BYTES("head", head, n), LOG_END);
+	return relay_offer(w == RELAY_UP ? &r->up : &r->down, evbuffer_get_length(in));
 }
 
-/* Feed n body bytes of the pending frame to its inspector, and stop at
- * max_scan_bytes: a frame undecided there is judged a pickle, whatever
- * the bytes beyond (so the verdict does not depend on how reads split the
- * frame), unless the frame ends exactly there. */
-static enum inspect_verdict relay_inspect(const struct conn *c, struct dir *d,
-					  const uint8_t *p, size_t n, bool frame_end)
+struct relay_action relay_spliced(struct relay *r, enum relay_way w, uint64_t n)
 {
-	uint64_t budget = c->lst->cfg->max_scan_bytes;
-	size_t first = n;
-
-	if (d->frame_seen < budget && budget - d->frame_seen < n)
-		first = (size_t)(budget - d->frame_seen);
-	d->frame_seen += first;
-	enum inspect_verdict v = inspect_feed(d->ins, p, first);
-	if (v == INSPECT_NEED_MORE && first == n && frame_end)
-		return inspect_end(d->ins);
-	if (v == INSPECT_NEED_MORE && d->frame_seen >= budget)
-		return inspect_budget_spent(d->ins, d->frame_seen);
-	if (first < n) {
-		/* decided inside the budget: the rest only passes through */
-		d->frame_seen += n - first;
-	}
-	return v;
-}
-
-/* The current data frame's verdict is known; its bytes so far are the
- * `parsed` region. Decide where they, the held frames and the rest go.
- * Returns 1 when src->in changed (the caller must re-peek), 0 when the
- * frame only joined the forward prefix, -1 to close. */
-static int relay_judge(struct conn *c, struct dir *d, struct side *src, struct side *dst,
-		       size_t *fwd, enum inspect_verdict v)
-{
-	const struct config_route *cfg = c->lst->cfg;
-
-	d->frame_judged = true;
-	if (v == INSPECT_DROP) {
-		if (c->log_only) {
-			relay_log_pickle(c, d, src, *fwd, "would-drop");
-			d->would_drop = true;
-			d->drop_reason = d->ins->reason;
-		} else {
-			relay_log_pickle(c, d, src, *fwd, "drop");
-			d->dropped++;
-			d->drop_reason = d->ins->reason;
-			if (relay_flush(src, dst, fwd) < 0)
-				return relay_fail(c, d, "internal", "move failed");
-			if (cfg->on_violation == CONFIG_ON_VIOLATION_CLOSE) {
-				metrics_add_reason(c->m, METRICS_MSGS_DROPPED, METRICS_DIR_UP,
-						   d->drop_reason, 1);
-				metrics_add_reason(c->m, METRICS_FRAMES_DROPPED, METRICS_DIR_UP,
-						   d->drop_reason, d->frame_idx + 1);
-				c->close_reason = d->drop_reason;
-				c->close_detail = d->ins->opcode;
-				return -1;
-			}
-			evbuffer_drain(src->in, d->parsed);
-			evbuffer_drain(d->hold, evbuffer_get_length(d->hold));
-			d->parsed = 0;
-			d->msg = MSG_DROP;
-			d->dest = FRAME_DRAIN;
-			return 1;
-		}
-	}
-	if (d->frame_more) {
-		/* Clean, but a later frame may still condemn the message. */
-		if (relay_flush(src, dst, fwd) < 0 ||
-		    evbuffer_remove_buffer(src->in, d->hold, d->parsed) != (int)d->parsed)
-			return relay_fail(c, d, "internal", "move failed");
-		d->parsed = 0;
-		d->msg = MSG_HOLD;
-		d->dest = FRAME_HOLD;
-		return 1;
-	}
-	/* Last frame and clean: release the message. Commands that arrived
-	 * mid-message (in fwd) go first; they are not part of it. */
-	int changed = 0;
-	if (evbuffer_get_length(d->hold) > 0) {
-		if (relay_flush(src, dst, fwd) < 0 || evbuffer_add_buffer(dst->out, d->hold) < 0)
-			return relay_fail(c, d, "internal", "move failed");
-		changed = 1;
-	}
-	*fwd += d->parsed;
-	d->parsed = 0;
-	d->msg = MSG_IDLE;
-	d->dest = FRAME_FWD;
-	return changed;
-}
-
-static int relay_on_header(struct conn *c, struct dir *d, struct side *src, struct side *dst,
-			   size_t *fwd)
-{
-	const struct config_route *cfg = c->lst->cfg;
-	const struct dir *peer = d == &c->up ? &c->down : &c->up;
-	uint8_t flags = d->dec.flags;
-
-	/* libzmq sends nothing after its READY until it has the peer's: a frame
-	 * earlier is not libzmq, and would reach a worker still handshaking. */
-	if (peer->phase != DIR_TRAFFIC)
-		return relay_fail(c, d, "protocol", "frame before the peer's handshake");
-	d->frame_cmd = (flags & ZMTP_FLAG_COMMAND) != 0;
-	d->frame_more = (flags & ZMTP_FLAG_MORE) != 0;
-	d->frame_judged = false;
-	d->frame_seen = 0;
-
-	if (d->frame_cmd) {
-		if (d->dec.size > ZMTP_CMD_MAX)
-			return relay_fail(c, d, "bad-command", "command too large");
-		d->dest = FRAME_PENDING;
-		return 0;
-	}
-	/* A message starts after a frame without MORE, whatever the scan state
-	 * (unscanned directions never leave MSG_IDLE). */
-	if (!d->in_msg) {
-		d->frame_idx = 0;
-		d->msg_bytes = 0;
-		if (d->from_client && c->repolicy && relay_policy(c) < 0)
-			return relay_fail(c, d, "internal", "out of memory");
-	}
-	d->msg_bytes += d->dec.size;
-	if (d->from_client && d->msg_bytes > cfg->max_message_size)
-		return relay_fail(c, d, "message-too-large", "message exceeds max_message_size");
-	/* Held empty frames add no payload but 2 bytes each: cap their count so
-	 * a message that never ends cannot grow memory below the byte limit. */
-	if (d->from_client && d->frame_idx >= RELAY_MAX_FRAMES)
-		return relay_fail(c, d, "message-too-large", "more than 65536 frames in a message");
-
-	if (!d->scan) {
-		d->dest = FRAME_FWD;
-		*fwd += d->parsed;
-		d->parsed = 0;
-		return 0;
-	}
-	if (d->msg == MSG_DROP) {
-		d->dest = FRAME_DRAIN;
-		if (relay_flush(src, dst, fwd) < 0)
-			return relay_fail(c, d, "internal", "move failed");
-		evbuffer_drain(src->in, d->parsed);
-		d->parsed = 0;
-		return 0;
-	}
-	d->dest = FRAME_PENDING;
-	inspect_begin(d->ins, &d->icfg, d->dec.size);
-	return 0;
-}
-
-/* A command frame is complete in the `parsed` region: validate, forward. */
-static int relay_on_command(struct conn *c, struct dir *d, struct side *src, size_t *fwd)
-{
-	uint8_t body[ZMTP_CMD_MAX];
-	size_t hlen = d->dec.hdr_len, n = (size_t)d->dec.size;
-	struct evbuffer_ptr pos;
-	enum zmtp_cmd cmd;
-	const char *why = NULL;
-
-	if (evbuffer_ptr_set(src->in, &pos, *fwd + hlen, EVBUFFER_PTR_SET) < 0 ||
-	    evbuffer_copyout_from(src->in, &pos, body, n) != (ev_ssize_t)n)
-		return relay_fail(c, d, "internal", "copyout failed");
-	if (zmtp_command_parse(body, n, &cmd, &why) != ZMTP_OK)
-		return relay_fail(c, d, "bad-command", why);
-	if (cmd == ZMTP_CMD_SUBSCRIBE || cmd == ZMTP_CMD_CANCEL) {
-		/* libzmq hands these to every application as a message
-		 * (\x09SUBSCRIBE..., \x06CANCEL...): only a subscriber has a
-		 * reason to send them. */
-		if (!d->subscriber)
-			return relay_fail(c, d, "bad-command",
-					  "SUBSCRIBE or CANCEL from a peer that is not SUB or XSUB");
-		/* libzmq delivers one sent between two frames of a message in
-		 * stream order, splitting it ([f1, SUB], [f2]); passed ahead of
-		 * held frames it would arrive first. libzmq never sends one
-		 * inside a message (a subscription is a message of its own). */
-		if (d->in_msg)
-			return relay_fail(c, d, "bad-command", "SUBSCRIBE or CANCEL inside a message");
-	}
-	/* PING and PONG are not part of a message and the worker's engine
-	 * consumes them (libzmq sends its heartbeats between any two frames):
-	 * they may pass ahead of held frames. */
-	*fwd += d->parsed;
-	d->parsed = 0;
-	d->dest = FRAME_FWD;
-	return 0;
-}
-
-/* A frame ended. At a message's end, count it and, while draining, stop
- * taking client messages: the rest of the input is never parsed. */
-static void relay_frame_done(struct conn *c, struct dir *d)
-{
-	enum metrics_dir dir = d->from_client ? METRICS_DIR_UP : METRICS_DIR_DOWN;
-	uint64_t frames = (uint64_t)d->frame_idx + 1;
-
-	if (d->frame_cmd)
-		return;
-	if (d->frame_more) {
-		d->frame_idx++;
-		d->in_msg = true;
-		return;
-	}
-	if (d->msg == MSG_DROP) {
-		metrics_add_reason(c->m, METRICS_MSGS_DROPPED, dir, d->drop_reason, 1);
-		metrics_add_reason(c->m, METRICS_FRAMES_DROPPED, dir, d->drop_reason, frames);
-	} else {
-		metrics_add(c->m, METRICS_MSGS_FORWARDED, dir, 1);
-		metrics_add(c->m, METRICS_FRAMES_FORWARDED, dir, frames);
-		if (d->would_drop)
-			metrics_add_reason(c->m, METRICS_MSGS_WOULD_DROP, dir, d->drop_reason, 1);
-	}
-	d->would_drop = false;
-	d->in_msg = false;
-	d->msgs++;
-	d->msg = MSG_IDLE;
-	if (d->from_client && conn_draining)
-		d->drain_stop = true;
-}
-
-/* Handle one decoder event. Returns 1 when the input buffer was modified
- * (the walk must re-peek), 0 to go on, -1 to close. */
-static int relay_event(struct conn *c, struct dir *d, struct side *src, struct side *dst,
-		       size_t *fwd, const struct zmtp_ev *ev, size_t used)
-{
-	int changed = 0;
-
-	if (ev->kind == ZMTP_EV_ERROR) {
-		if (relay_flush(src, dst, fwd) < 0)
-			return relay_fail(c, d, "internal", "move failed");
-		return relay_fail(c, d, ev->why, "frame header");
-	}
-	if (ev->kind == ZMTP_EV_NEED_MORE) {
-		d->parsed += used; /* part of a header */
-		return 0;
-	}
-	if (ev->kind == ZMTP_EV_HEADER) {
-		d->parsed += used;
-		if (relay_on_header(c, d, src, dst, fwd) < 0)
-			return -1;
-		changed = d->dest == FRAME_DRAIN;
-		if (ev->frame_end) {
-			if (d->frame_cmd)
-				return relay_on_command(c, d, src, fwd) < 0 ? -1 : 1;
-			if (d->dest == FRAME_PENDING) {
-				int j = relay_judge(c, d, src, dst, fwd, inspect_end(d->ins));
-				if (j < 0)
-					return -1;
-				changed |= j;
-			}
-			relay_frame_done(c, d);
-		}
-		return changed;
-	}
-
-	/* BODY */
-	switch (d->dest) {
-	case FRAME_FWD:
-		*fwd += used;
-		break;
-	case FRAME_DRAIN:
-		if (relay_flush(src, dst, fwd) < 0)
-			return relay_fail(c, d, "internal", "move failed");
-		evbuffer_drain(src->in, used);
-		changed = 1;
-		break;
-	case FRAME_HOLD:
-		if (relay_flush(src, dst, fwd) < 0 ||
-		    evbuffer_remove_buffer(src->in, d->hold, used) != (int)used)
-			return relay_fail(c, d, "internal", "move failed");
-		changed = 1;
-		break;
-	case FRAME_PENDING:
-		d->parsed += used;
-		if (d->frame_cmd) {
-			if (ev->frame_end)
-				return relay_on_command(c, d, src, fwd) < 0 ? -1 : 1;
-			break;
-		}
-		enum inspect_verdict v = relay_inspect(c, d, ev->p, used, ev->frame_end);
-		if (v != INSPECT_NEED_MORE) {
-			int j = relay_judge(c, d, src, dst, fwd, v);
-			if (j < 0)
-				return -1;
-			changed = j;
-		}
-		break;
-	}
-	if (ev->frame_end)
-		relay_frame_done(c, d);
-	return changed;
-}
-
-/* Fast path: a whole message of short data frames lies in p[0..n) and the
- * parse state is at a message boundary. Judge it in place: returns its
- * length when every frame is clean (it joins the forward prefix, nothing is
- * copied or held), 0 when the general path must take it from its first
- * byte (a long or command frame, a frame cut by the span's end, a limit, a
- * pickle). Checks exactly what relay_on_header and the decoder check. */
-static size_t relay_fast_message(const struct conn *c, const struct dir *d, const uint8_t *p,
-				 size_t n, uint32_t *frames)
-{
-	const struct config_route *cfg = c->lst->cfg;
-	uint64_t msg_bytes = 0;
-	size_t off = 0;
-	uint32_t k = 0;
-
-	for (;;) {
-		if (n - off < 2 || (p[off] & ~ZMTP_FLAG_MORE) != 0)
-			return 0;
-		size_t size = p[off + 1];
-		if (size > n - off - 2 || size > d->dec.max_frame)
-			return 0;
-		msg_bytes += size;
-		if (d->from_client && (msg_bytes > cfg->max_message_size || k >= RELAY_MAX_FRAMES))
-			return 0;
-		/* The same inspector as the general path; a drop is left to
-		 * that path, which logs it. */
-		if (d->scan && size > 0 && !inspect_first_byte_pass(p[off + 2])) {
-			if (size > cfg->max_scan_bytes)
-				return 0; /* the general path applies the budget */
-			inspect_begin(d->ins, &d->icfg, size);
-			enum inspect_verdict v = inspect_feed(d->ins, p + off + 2, size);
-			if (v == INSPECT_NEED_MORE)
-				v = inspect_end(d->ins);
-			if (v != INSPECT_PASS)
-				return 0;
-		}
-		k++;
-		bool more = p[off] & ZMTP_FLAG_MORE;
-		off += 2 + size;
-		if (!more) {
-			*frames = k;
-			return off;
-		}
-	}
-}
-
-static int relay_traffic(struct conn *c, struct dir *d, struct side *src, struct side *dst)
-{
-	const struct dir *peer = d == &c->up ? &c->down : &c->up;
-	enum metrics_dir mdir = d->from_client ? METRICS_DIR_UP : METRICS_DIR_DOWN;
-	/* what the fast path skips: the peer's handshake check, a pending policy */
-	bool fast = peer->phase == DIR_TRAFFIC && !(d->from_client && c->repolicy);
-	uint64_t fast_msgs = 0, fast_frames = 0;
-	size_t fwd = 0;
-	int rc = 0;
-
-	for (;;) {
-		struct evbuffer_iovec v[RELAY_IOV];
-		struct evbuffer_ptr pos;
-		size_t skip = fwd + d->parsed;
-		int changed = 0;
-
-		if (skip >= evbuffer_get_length(src->in) || d->drain_stop)
-			break;
-		if (evbuffer_ptr_set(src->in, &pos, skip, EVBUFFER_PTR_SET) < 0) {
-			rc = relay_fail(c, d, "internal", "ptr");
-			break;
-		}
-		int nv = evbuffer_peek(src->in, -1, &pos, v, RELAY_IOV);
-		if (nv > RELAY_IOV)
-			nv = RELAY_IOV;
-		for (int i = 0; i < nv && !changed && !d->drain_stop; i++) {
-			const uint8_t *p = v[i].iov_base;
-			size_t n = v[i].iov_len;
-			while (n > 0 && !changed && !d->drain_stop) {
-				uint32_t frames;
-				size_t m;
-				if (fast && !d->in_msg && d->parsed == 0 && d->dec.state == ZMTP_DEC_HEADER &&
-				    d->dec.hdr_have == 0 &&
-				    (m = relay_fast_message(c, d, p, n, &frames)) > 0) {
-					fwd += m;
-					p += m;
-					n -= m;
-					fast_msgs++;
-					fast_frames += frames;
-					d->msgs++;
-					if (d->from_client && conn_draining)
-						d->drain_stop = true;
-					continue;
-				}
-				struct zmtp_ev ev;
-				size_t used = zmtp_dec_step(&d->dec, p, n, &ev);
-				changed = relay_event(c, d, src, dst, &fwd, &ev, used);
-				if (changed < 0) {
-					/* what was judged before the violation still goes */
-					(void)relay_flush(src, dst, &fwd);
-					break;
-				}
-				p += used;
-				n -= used;
-			}
-		}
-		if (changed < 0) {
-			rc = -1;
-			break;
-		}
-		/* Keep skips short: what is judged leaves before the next peek. */
-		if (relay_flush(src, dst, &fwd) < 0) {
-			rc = relay_fail(c, d, "internal", "move failed");
-			break;
-		}
-	}
-	/* counted once per read, not per message */
-	metrics_add(c->m, METRICS_MSGS_FORWARDED, mdir, fast_msgs);
-	metrics_add(c->m, METRICS_FRAMES_FORWARDED, mdir, fast_frames);
-	if (rc < 0)
-		return -1;
-	return relay_flush(src, dst, &fwd) < 0 ? relay_fail(c, d, "internal", "move failed") : 0;
-}
-
-uint64_t relay_splice_len(const struct conn *c, const struct dir *d, const struct side *src)
-{
-	(void)c;
-	if (d->phase != DIR_TRAFFIC || d->dec.state != ZMTP_DEC_BODY || d->dest != FRAME_FWD ||
-	    d->frame_cmd || d->parsed != 0 || d->drain_stop || evbuffer_get_length(src->in) != 0)
-		return 0;
-	return d->dec.left;
-}
-
-void relay_spliced(struct conn *c, struct dir *d, uint64_t n)
-{
+	struct dir *d = relay_dir(r, w);
 	bool frame_end = false;
 
-	/* conn never moves more than relay_splice_len allowed: a refusal here
+	/* conn never moves more than relay_offer allowed: a refusal here
 	 * would be a bug, and the sticky FAILED state closes at the next read. */
 	if (zmtp_dec_skip(&d->dec, n, &frame_end) && frame_end)
-		relay_frame_done(c, d);
+		relay_frames_done(r, d);
+	return relay_offer(d, 0); /* the input stays empty while the kernel moves bytes */
 }
 
-int relay_process(struct conn *c, struct dir *d, struct side *src, struct side *dst)
+static int relay_step(struct relay *r, struct dir *d, struct evbuffer *in, struct evbuffer *out)
 {
 	for (;;) {
-		enum dir_phase before = d->phase;
-		size_t len = evbuffer_get_length(src->in);
+		enum relay_phase before = d->phase;
+		size_t len = evbuffer_get_length(in);
 
 		switch (d->phase) {
-		case DIR_GREETING:
-			if (relay_greeting(c, d, src, dst) < 0)
+		case RELAY_GREETING:
+			if (relay_greeting(r, d, in, out) < 0)
 				return -1;
 			break;
-		case DIR_HANDSHAKE:
-			if (relay_handshake(c, d, src, dst) < 0)
+		case RELAY_HANDSHAKE:
+			if (relay_handshake(r, d, in, out) < 0)
 				return -1;
 			break;
-		case DIR_TRAFFIC:
-			return relay_traffic(c, d, src, dst);
-		case DIR_ERRORED:
+		case RELAY_TRAFFIC:
+			return relay_frames_walk(r, d, in, out);
+		case RELAY_ERRORED:
 			if (len > 0)
-				return relay_fail(c, d, "protocol", "bytes after ERROR");
+				return relay_fail(r, d, "protocol", "bytes after ERROR");
 			return 0;
 		}
 		if (d->phase == before)
 			return 0;
 	}
+}
+
+struct relay_action relay_process(struct relay *r, enum relay_way w, struct evbuffer *in,
+				  struct evbuffer *out)
+{
+	struct dir *d = relay_dir(r, w);
+
+	if (r->gen != r->route->gen)
+		relay_reconfigure(r);
+	if (relay_step(r, d, in, out) < 0)
+		return r->close;
+	return relay_offer(d, evbuffer_get_length(in));
+}
+
+bool relay_handshake_done(const struct relay *r)
+{
+	return r->up.phase >= RELAY_TRAFFIC && r->down.phase >= RELAY_TRAFFIC;
+}
+
+bool relay_at_boundary(const struct relay *r, enum relay_way w, const struct evbuffer *in)
+{
+	const struct dir *d = w == RELAY_UP ? &r->up : &r->down;
+
+	if (d->phase != RELAY_TRAFFIC)
+		return d->phase != RELAY_HANDSHAKE || evbuffer_get_length(in) == 0;
+	return !d->in_msg && d->parsed == 0 && zmtp_dec_idle(&d->dec) &&
+	       (d->drain_stop || evbuffer_get_length(in) == 0);
+}
+
+void relay_stop_client(struct relay *r)
+{
+	r->up.drain_stop = true;
+}
+
+bool relay_client_stopped(const struct relay *r)
+{
+	return r->up.drain_stop;
+}
+
+uint64_t relay_held(const struct relay *r)
+{
+	return r->up.hold ? evbuffer_get_length(r->up.hold) : 0;
+}
+
+uint64_t relay_msgs(const struct relay *r)
+{
+	return r->up.msgs;
+}
+
+uint64_t relay_dropped(const struct relay *r)
+{
+	return r->up.dropped;
 }

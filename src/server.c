@@ -347,13 +347,8 @@ static void server_drain_done(struct server *s)
 static void server_on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
-	for (struct listener *l = s->listeners; l; l = l->next) {
-		struct conn *c = l->conns, *next;
-		for (; c; c = next) {
-			next = c->next;
-			conn_drain_tick(c);
-		}
-	}
+	for (struct listener *l = s->listeners; l; l = l->next)
+		listener_drain_tick(l);
 	if (server_conns(s) == 0)
 		server_drain_done(s);
 }
@@ -362,11 +357,7 @@ static void server_on_drain_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
 	for (struct listener *l = s->listeners; l; l = l->next)
-		while (l->conns) {
-			l->conns->close_reason = "drain-timeout";
-			conn_close(l->conns);
-			s->drain_forced++;
-		}
+		s->drain_forced += listener_close_all(l, "drain-timeout");
 	server_drain_done(s);
 }
 
@@ -385,8 +376,7 @@ void server_drain(struct server *s)
 		  LOG_U64("connections", server_conns(s)),
 		  LOG_U64("timeout_ms", s->cfg->drain_timeout_ms), LOG_END);
 	for (struct listener *l = s->listeners; l; l = l->next)
-		listener_retire(l);
-	conn_drain_begin();
+		listener_drain(l);
 	s->drain_tick = event_new(s->base, -1, EV_PERSIST, server_on_drain_tick, s);
 	s->drain_deadline = evtimer_new(s->base, server_on_drain_deadline, s);
 	if (!s->drain_tick || !s->drain_deadline || event_add(s->drain_tick, &tick) < 0 ||

@@ -3,15 +3,16 @@
 
 #include <string.h>
 
-static const char *const zmtp_socket_types[] = {
+/* ZMTP 3.1 / RFC 37 socket types. */
+const char *const zmtp_socket_types[] = {
 	"PAIR", "PUB", "SUB", "REQ", "REP", "DEALER", "ROUTER", "PULL", "PUSH", "XPUB", "XSUB",
 	"STREAM", "SERVER", "CLIENT", "RADIO", "DISH", "GATHER", "SCATTER", "DGRAM", "PEER",
-	"CHANNEL",
+	"CHANNEL", NULL,
 };
 
 bool zmtp_socket_type_valid(const char *name)
 {
-	for (size_t i = 0; i < sizeof(zmtp_socket_types) / sizeof(zmtp_socket_types[0]); i++)
+	for (size_t i = 0; zmtp_socket_types[i]; i++)
 		if (strcmp(name, zmtp_socket_types[i]) == 0)
 			return true;
 	return false;
@@ -110,30 +111,28 @@ size_t zmtp_dec_step(struct zmtp_dec *d, const uint8_t *p, size_t n, struct zmtp
 		return take;
 	}
 
+	/* Gather the header (in as few copies as its flags allow), then let
+	 * zmtp_hdr_parse judge it: flags from the first byte, size once whole. */
 	while (used < n) {
-		uint8_t b = p[used++];
-		d->hdr[d->hdr_have++] = b;
-		if (d->hdr_have == 1) {
-			if (b & ~(ZMTP_FLAG_MORE | ZMTP_FLAG_LONG | ZMTP_FLAG_COMMAND))
-				return zmtp_dec_fail(d, ev, "reserved-flags");
-			if ((b & ZMTP_FLAG_COMMAND) && (b & ZMTP_FLAG_MORE))
-				return zmtp_dec_fail(d, ev, "command-more");
-			d->flags = b;
-			d->hdr_len = (b & ZMTP_FLAG_LONG) ? 9 : 2;
+		size_t take = d->hdr_have ? (size_t)zmtp_hdr_len(d->hdr[0]) - d->hdr_have : 1;
+		if (take > n - used)
+			take = n - used;
+		memcpy(d->hdr + d->hdr_have, p + used, take);
+		d->hdr_have += (uint8_t)take;
+		used += take;
+		struct zmtp_hdr h;
+		const char *why = NULL;
+		enum zmtp_result r = zmtp_hdr_parse(d->hdr, d->hdr_have, d->max_frame, &h, &why);
+		if (r == ZMTP_ERR)
+			return zmtp_dec_fail(d, ev, why);
+		if (r == ZMTP_NEED_MORE)
 			continue;
-		}
-		if (d->hdr_have < d->hdr_len)
-			continue;
-		/* Header complete. Long form for small sizes is legal (libzmq accepts it). */
-		uint64_t size = 0;
-		for (uint8_t i = 1; i < d->hdr_len; i++)
-			size = (size << 8) | d->hdr[i];
-		if (size > d->max_frame)
-			return zmtp_dec_fail(d, ev, "frame-too-large");
-		d->size = size;
-		d->left = size;
+		d->flags = h.flags;
+		d->hdr_len = h.len;
+		d->size = h.size;
+		d->left = h.size;
 		ev->kind = ZMTP_EV_HEADER;
-		if (size == 0) {
+		if (h.size == 0) {
 			ev->frame_end = true;
 			d->hdr_have = 0;
 		} else {
@@ -269,6 +268,8 @@ static enum zmtp_result zmtp_ready_props(const uint8_t *p, size_t n, struct zmtp
 				*why = "unknown Socket-Type";
 				return ZMTP_ERR;
 			}
+			r->subscriber = strcmp(r->socket_type, "SUB") == 0 ||
+					strcmp(r->socket_type, "XSUB") == 0;
 		} else if (zmtp_name_like(name, nl, "Identity")) {
 			if (!zmtp_name_is(name, nl, "Identity")) {
 				*why = "Identity misspelled";

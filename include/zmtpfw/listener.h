@@ -7,16 +7,16 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "zmtpfw/config.h"
-#include "zmtpfw/log.h"
 
 struct event_base;
 struct evconnlistener;
 struct event;
 struct conn;
-struct metrics_route;
 struct listener_peer;
+struct route;
 
 /* Result of the last upstream probe (for /readyz). */
 enum listener_probe {
@@ -28,24 +28,22 @@ enum listener_probe {
 
 #define LISTENER_PEER_BUCKETS 256
 
-/* Runtime state of a route. */
+/* The accepting side of a route; what its connections see is `route`. */
 struct listener {
 	struct listener *next;          /* the server's list */
-	const struct config_route *cfg; /* entry of the config snapshot in force for it */
+	const struct config_route *cfg; /* entry of the config snapshot in force for it
+					   (= route->cfg, read by the server) */
 	const struct config *owner;     /* that snapshot (kept alive while referenced) */
-	struct event_base *base;
+	struct route *route;            /* handed to each connection; outlives them */
 	struct evconnlistener *lev;     /* NULL once retired */
-	struct event *rl_timer;         /* flushes suppressed-log counts each second */
 	struct event *resume_timer;     /* re-enables accepting after an accept error */
 	struct event *probe_timer;      /* next upstream probe */
 	struct event *probe_ev;         /* probe connect in progress */
 	int probe_fd;                   /* -1 when no probe runs */
 	enum listener_probe probe;      /* upstream reachability for /readyz */
 	uint32_t n_conns;               /* live connections, for max_connections */
-	struct conn *conns;             /* their list */
+	TAILQ_HEAD(listener_conns, conn) conns; /* their list: only listener.c walks it */
 	struct listener_peer *peers[LISTENER_PEER_BUCKETS]; /* live connections per source */
-	struct log_ratelimit rl;        /* per-route log rate limiting */
-	struct metrics_route *m;        /* counters of the route name */
 	bool retired;                   /* route gone from the config: no accepts */
 };
 
@@ -56,18 +54,26 @@ struct listener *listener_open(const struct config_route *cfg, const struct conf
 
 /* Take over a new snapshot's entry for the same listen address. Existing
  * connections keep their sockets; the new limits and policy apply to what
- * they do next, the allowlist to new connections (and, with close_disallowed,
- * to live ones as well). */
+ * they do next (the route's generation tells them), the allowlist to new
+ * connections (and, with close_disallowed, to live ones as well). */
 void listener_update(struct listener *l, const struct config_route *cfg,
 		     const struct config *owner, bool probe_upstream, bool close_disallowed);
 
 /* Stop accepting; connections continue. */
 void listener_retire(struct listener *l);
 
+/* Graceful shutdown: stop accepting, and have the connections take no new
+ * client message once at a message boundary (the route drains). */
+void listener_drain(struct listener *l);
+
+/* While draining, every CONN_DRAIN_TICK_MS: close the connections that
+ * finished (conn_drain_tick). */
+void listener_drain_tick(struct listener *l);
+
+/* Close every connection with `reason`; returns how many. */
+uint64_t listener_close_all(struct listener *l, const char *reason);
+
 /* Close every connection with `reason`, then free everything. */
 void listener_free(struct listener *l, const char *reason);
-
-/* A connection closed: release its per-peer slot. */
-void listener_conn_gone(struct listener *l, const struct sockaddr_storage *peer);
 
 #endif

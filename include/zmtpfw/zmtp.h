@@ -22,6 +22,58 @@
 
 enum zmtp_result { ZMTP_OK = 0, ZMTP_NEED_MORE, ZMTP_ERR };
 
+/* One frame header. The decoder, the handshake and the relay's fast path
+ * all read headers with zmtp_hdr_parse: one parser, one set of rules. */
+struct zmtp_hdr {
+	uint8_t flags; /* MORE, LONG, COMMAND */
+	uint8_t len;   /* header bytes: 2, or 9 in the long form */
+	uint64_t size; /* declared body size */
+};
+
+/* Header bytes a flags byte announces. */
+static inline uint8_t zmtp_hdr_len(uint8_t flags)
+{
+	return (flags & ZMTP_FLAG_LONG) ? 9 : 2;
+}
+
+/* Parse the header at p[0..n). The flags are judged from the first byte
+ * (so a bad one fails however the header is split), the size once the
+ * header is whole. ZMTP_NEED_MORE until then; ZMTP_ERR with *why
+ * ("reserved-flags", "command-more", "frame-too-large"). Inline: the
+ * relay's fast path calls it for every short frame. The long form for a
+ * small size is legal (libzmq accepts it). */
+static inline enum zmtp_result zmtp_hdr_parse(const uint8_t *p, size_t n, uint64_t max_frame,
+					      struct zmtp_hdr *h, const char **why)
+{
+	if (n == 0)
+		return ZMTP_NEED_MORE;
+	uint8_t f = p[0];
+	if (f & ~(ZMTP_FLAG_MORE | ZMTP_FLAG_LONG | ZMTP_FLAG_COMMAND)) {
+		*why = "reserved-flags";
+		return ZMTP_ERR;
+	}
+	if ((f & ZMTP_FLAG_COMMAND) && (f & ZMTP_FLAG_MORE)) {
+		*why = "command-more";
+		return ZMTP_ERR;
+	}
+	h->flags = f;
+	h->len = zmtp_hdr_len(f);
+	if (n < h->len)
+		return ZMTP_NEED_MORE;
+	if (h->len == 2) {
+		h->size = p[1];
+	} else {
+		h->size = 0;
+		for (int i = 1; i < 9; i++)
+			h->size = (h->size << 8) | p[i];
+	}
+	if (h->size > max_frame) {
+		*why = "frame-too-large";
+		return ZMTP_ERR;
+	}
+	return ZMTP_OK;
+}
+
 /* Validate the first `have` (<= 64) bytes of a peer's greeting. Returns OK if
  * that prefix is acceptable so far (the caller forwards it), ERR with a static
  * reason in *why otherwise. Only revision 3 (minor 0 or 1) and a mechanism in
@@ -65,6 +117,12 @@ struct zmtp_ev {
 
 void zmtp_dec_init(struct zmtp_dec *d, uint64_t max_frame);
 
+/* Between frames: no byte of a header gathered, no body pending. */
+static inline bool zmtp_dec_idle(const struct zmtp_dec *d)
+{
+	return d->state == ZMTP_DEC_HEADER && d->hdr_have == 0;
+}
+
 /* Consume bytes from p[0..n) up to and including one event; returns how many
  * were consumed (0 only with NEED_MORE on empty input or on ERROR). */
 size_t zmtp_dec_step(struct zmtp_dec *d, const uint8_t *p, size_t n, struct zmtp_ev *ev);
@@ -88,6 +146,7 @@ enum zmtp_cmd {
 /* What the handshake tells about a peer. */
 struct zmtp_ready {
 	char socket_type[16]; /* "" when the property is absent */
+	bool subscriber;      /* SUB or XSUB: may send SUBSCRIBE and CANCEL */
 	bool has_identity;
 	uint8_t identity_len;
 };
@@ -103,7 +162,12 @@ enum zmtp_result zmtp_handshake_parse(const uint8_t *body, size_t n, enum zmtp_c
 enum zmtp_result zmtp_command_parse(const uint8_t *body, size_t n, enum zmtp_cmd *cmd,
 				    const char **why);
 
-/* Is `name` a ZMQ socket type libzmq knows ("PUSH", "ROUTER", ...)? */
+/* The socket types libzmq knows ("PUSH", "ROUTER", ...), as peers send
+ * them in Socket-Type; NULL-terminated. The one table: config checks
+ * socket_types against it too. */
+extern const char *const zmtp_socket_types[];
+
+/* Is `name` in zmtp_socket_types? */
 bool zmtp_socket_type_valid(const char *name);
 
 #endif

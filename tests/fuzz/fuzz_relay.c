@@ -12,11 +12,12 @@
  *           stride - 1 of the strided feeds
  *   2k bytes  cut points, 16-bit big-endian, modulo len(stream)+1
  *   rest    the stream the source sends (greeting first); the other
- *           direction is taken as already past its handshake
+ *           direction is first taken past its handshake (a greeting and
+ *           READY fed through the relay)
  *
  * The stream is fed whole, at the input's cut points, in strides, in
  * pseudo-random pieces (empty feeds included), and in pseudo-random pieces
- * with every body range relay_splice_len offers moved past the relay (as
+ * with every body range the relay offers (RELAY_SPLICE) moved past it (as
  * the kernel does it for conn.c) and reported with relay_spliced. Every
  * run must end the same:
  * the same bytes forwarded, byte for byte; the same verdict (still open, or
@@ -40,15 +41,11 @@
 #include <event2/buffer.h>
 
 #include "zmtpfw/config.h"
-#include "zmtpfw/conn.h"
-#include "zmtpfw/listener.h"
 #include "zmtpfw/log.h"
 #include "zmtpfw/pickle_scan.h"
 #include "zmtpfw/relay.h"
+#include "zmtpfw/route.h"
 #include "zmtpfw/zmtp.h"
-
-/* conn.c is not linked (sockets, timers): the relay asks it only this. */
-bool conn_draining; /* never set: the fuzzer does not drain */
 
 static void die(const char *what, size_t i)
 {
@@ -105,34 +102,43 @@ static void take_output(struct evbuffer *b, struct result *r)
 	r->n += len;
 }
 
-/* splice: after each pass, hand what relay_splice_len allows (up to a
- * chunk's worth) straight from the input to the output, as conn.c's pump
- * does through a pipe, and report it with relay_spliced. */
-static void run(struct listener *l, int role, bool log_only, bool trusted, const uint8_t *p,
-		size_t n, struct chunker *ch, bool splice, struct result *r)
+/* The other direction's greeting and READY (Socket-Type PUSH, which the
+ * socket_types knob admits), so that frames may follow either way. */
+static void handshake_other(struct relay *r, enum relay_way w, struct evbuffer *in,
+			    struct evbuffer *out)
 {
-	struct conn *c = calloc(1, sizeof(*c));
-	if (!c)
+	static const uint8_t ready[] = { 0x04, 26, 5, 'R', 'E', 'A', 'D', 'Y', 11, 'S', 'o', 'c',
+					 'k', 'e', 't', '-', 'T', 'y', 'p', 'e', 0, 0, 0, 4,
+					 'P', 'U', 'S', 'H' };
+	uint8_t g[ZMTP_GREETING_LEN] = { 0xFF, [9] = 0x7F, [10] = 3, [12] = 'N', 'U', 'L', 'L' };
+
+	if (evbuffer_add(in, g, sizeof(g)) != 0 || evbuffer_add(in, ready, sizeof(ready)) != 0 ||
+	    relay_process(r, w, in, out).act != RELAY_CONTINUE ||
+	    evbuffer_get_length(in) != 0)
+		die("the other direction's handshake failed", 0);
+	evbuffer_drain(out, evbuffer_get_length(out));
+}
+
+/* splice: after each pass, hand what the relay offers (RELAY_SPLICE, up to
+ * a chunk's worth) straight from the input to the output, as conn.c's pump
+ * does through a pipe, and report it with relay_spliced. */
+static void run(struct route *rt, int role, const uint8_t *p, size_t n, struct chunker *ch,
+		bool splice, struct result *r)
+{
+	struct sockaddr_storage sa;
+	memset(&sa, 0, sizeof(sa));
+	struct relay_peer peer = {
+		.route = rt,
+		.ctx = { .route = "fuzz", .conn = 1, .peer = "127.0.0.1:5555" },
+		.sa = (const struct sockaddr *)&sa,
+	};
+	struct relay *c = relay_new(&peer);
+	struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+	struct evbuffer *oin = evbuffer_new(), *oout = evbuffer_new();
+	if (!c || !in || !out || !oin || !oout)
 		abort();
-	c->lst = l;
-	c->id = 1;
-	c->state = CONN_RELAYING;
-	snprintf(c->peer, sizeof(c->peer), "127.0.0.1:5555");
-	c->log_only = log_only;
-	c->pickle_trusted = trusted;
-	c->client.fd = c->upstream.fd = -1;
-	c->client.in = evbuffer_new();
-	c->client.out = evbuffer_new();
-	c->upstream.in = evbuffer_new();
-	c->upstream.out = evbuffer_new();
-	if (!c->client.in || !c->client.out || !c->upstream.in || !c->upstream.out ||
-	    relay_init(c) != 0)
-		abort();
-	struct dir *d = role == 0 ? &c->up : &c->down;
-	struct dir *other = role == 0 ? &c->down : &c->up;
-	struct side *src = role == 0 ? &c->client : &c->upstream;
-	struct side *dst = role == 0 ? &c->upstream : &c->client;
-	other->phase = DIR_TRAFFIC; /* the peer's READY went the other way already */
+	enum relay_way w = role == 0 ? RELAY_UP : RELAY_DOWN;
+	handshake_other(c, role == 0 ? RELAY_DOWN : RELAY_UP, oin, oout);
 
 	size_t pos = 0;
 	memset(r, 0, sizeof(*r));
@@ -141,18 +147,19 @@ static void run(struct listener *l, int role, bool log_only, bool trusted, const
 		if (len > n - pos)
 			len = n - pos;
 		/* As conn_read does: append what arrived, then process. */
-		if (len && evbuffer_add(src->in, p + pos, len) != 0)
+		if (len && evbuffer_add(in, p + pos, len) != 0)
 			abort();
 		pos += len;
-		if (relay_process(c, d, src, dst) != 0) {
+		struct relay_action a = relay_process(c, w, in, out);
+		if (a.act == RELAY_CLOSE) {
 			r->closed = true;
-			r->reason = c->close_reason;
-			r->from = c->close_from;
+			r->reason = a.reason;
+			r->from = a.from;
 			if (!r->reason)
 				die("closed without a reason", pos);
 		}
-		take_output(dst->out, r);
-		uint64_t sl = splice && !r->closed ? relay_splice_len(c, d, src) : 0;
+		take_output(out, r);
+		uint64_t sl = splice && a.act == RELAY_SPLICE ? a.splice : 0;
 		if (sl > 0 && pos < n) {
 			size_t k = ch ? next_chunk(ch, pos, n) : n - pos;
 			if (k > n - pos)
@@ -166,23 +173,26 @@ static void run(struct listener *l, int role, bool log_only, bool trusted, const
 				take_output(moved, r);
 				evbuffer_free(moved);
 				pos += k;
-				relay_spliced(c, d, k);
+				struct relay_action b = relay_spliced(c, w, k);
+				/* the output is empty: the drained event must agree */
+				struct relay_action e = relay_drained(c, w, in);
+				if (b.act != e.act || b.splice != e.splice)
+					die("relay_spliced and relay_drained disagree", pos);
 			}
 		}
 		if (!r->closed && pos == n && (!ch || !ch->cuts || ch->ci >= ch->ncuts))
 			break;
 	}
-	if (!r->closed && relay_process(c, d, src, dst) != 0) /* nothing new: no change */
+	if (!r->closed && relay_process(c, w, in, out).act == RELAY_CLOSE) /* nothing new */
 		die("an empty pass closed the connection", pos);
-	take_output(dst->out, r);
-	r->left_in = r->closed ? 0 : evbuffer_get_length(src->in);
-	r->left_hold = r->closed || !d->hold ? 0 : evbuffer_get_length(d->hold);
+	take_output(out, r);
+	r->left_in = r->closed ? 0 : evbuffer_get_length(in);
+	r->left_hold = r->closed ? 0 : (size_t)relay_held(c);
 	relay_free(c);
-	evbuffer_free(c->client.in);
-	evbuffer_free(c->client.out);
-	evbuffer_free(c->upstream.in);
-	evbuffer_free(c->upstream.out);
-	free(c);
+	evbuffer_free(in);
+	evbuffer_free(out);
+	evbuffer_free(oin);
+	evbuffer_free(oout);
 }
 
 static bool str_eq(const char *a, const char *b)
@@ -377,10 +387,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memcpy(rt.socket_types[0], "PUSH", 4);
 		rt.n_socket_types = 1;
 	}
-	struct listener *l = calloc(1, sizeof(*l));
-	if (!l)
+	struct route *route = calloc(1, sizeof(*route)); /* no loop: nothing here waits */
+	if (!route)
 		abort();
-	l->cfg = &rt;
+	route->cfg = &rt;
 
 	size_t cuts[15];
 	for (size_t i = 0; i < k; i++)
@@ -388,15 +398,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	qsort(cuts, k, sizeof(cuts[0]), cmp_size);
 
 	struct result whole, cut, stride, rnd, spl;
-	run(l, role, log_only, trusted, p, n, NULL, false, &whole);
+	run(route, role, p, n, NULL, false, &whole);
 	struct chunker cc = {.cuts = cuts, .ncuts = k};
-	run(l, role, log_only, trusted, p, n, &cc, false, &cut);
+	run(route, role, p, n, &cc, false, &cut);
 	struct chunker cs = {.stride = (size_t)(split >> 4) + 1};
-	run(l, role, log_only, trusted, p, n, &cs, false, &stride);
+	run(route, role, p, n, &cs, false, &stride);
 	struct chunker cr = {.seed = ctl * 0x9E3779B97F4A7C15ull + n};
-	run(l, role, log_only, trusted, p, n, &cr, false, &rnd);
+	run(route, role, p, n, &cr, false, &rnd);
 	struct chunker cp = {.seed = ctl * 0xD1B54A32D192ED03ull + n};
-	run(l, role, log_only, trusted, p, n, &cp, true, &spl);
+	run(route, role, p, n, &cp, true, &spl);
 	const struct result *all[5] = {&whole, &cut, &stride, &rnd, &spl};
 	for (int i = 0; i < 5; i++)
 		if (all[i]->closed && str_eq(all[i]->reason, "greeting") &&
@@ -439,6 +449,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(stride.out);
 	free(rnd.out);
 	free(spl.out);
-	free(l);
+	free(route);
 	return 0;
 }
