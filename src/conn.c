@@ -20,6 +20,7 @@
 #include "zmtpfw/cidr.h"
 #include "zmtpfw/config.h"
 #include "zmtpfw/log.h"
+#include "zmtpfw/mem.h"
 #include "zmtpfw/metrics.h"
 #include "zmtpfw/relay.h"
 #include "zmtpfw/route.h"
@@ -156,21 +157,30 @@ static uint64_t conn_mem_of(const struct conn *c)
 	return n;
 }
 
-static void conn_mem_set(struct conn *c, uint64_t now)
+/* What the budget holds against max_memory: what libevent has allocated
+ * (mem.c), which buffered bytes understate; never less than those. */
+static uint64_t conn_mem_used(void)
 {
-	metrics_gauge(metrics_global(), METRICS_MEMORY, (int64_t)(now - c->mem));
-	conn_mem_total = conn_mem_total - c->mem + now;
-	c->mem = now;
+	uint64_t used = mem_libevent_bytes();
+	return used > conn_mem_total ? used : conn_mem_total;
 }
 
-/* Only reads grow the total, so the check follows each read callback;
- * until then a read adds at most CONN_READ_BUDGET over the limit. Closes
+static void conn_mem_set(struct conn *c, uint64_t now)
+{
+	struct metrics_route *g = metrics_global();
+	conn_mem_total = conn_mem_total - c->mem + now;
+	c->mem = now;
+	metrics_gauge(g, METRICS_MEMORY, (int64_t)(conn_mem_used() - g->v[METRICS_MEMORY][0]));
+}
+
+/* Only reads grow what buffers hold, so the check follows each read
+ * callback; until then a read adds at most CONN_READ_BUDGET. Closes
  * the biggest holder (maybe c) until the total fits: a few connections
  * holding much lose them, not everyone. Returns false when c was closed. */
 static bool conn_mem_check(struct conn *c)
 {
 	conn_mem_set(c, conn_mem_of(c));
-	while (conn_mem_total > conn_mem_limit) {
+	while (conn_mem_used() > conn_mem_limit) {
 		struct conn *big = NULL, *x;
 		TAILQ_FOREACH(x, &conn_all, all)
 			if (!big || x->mem > big->mem)

@@ -12,6 +12,7 @@
 
 #include "zmtpfw/config.h"
 #include "zmtpfw/log.h"
+#include "zmtpfw/mem.h"
 #include "zmtpfw/metrics.h"
 #include "zmtpfw/pickle_policy.h"
 #include "zmtpfw/policy_cli.h"
@@ -86,6 +87,7 @@ int main(int argc, char **argv)
 	char err[1024];
 	int opt, rc = 1;
 
+	mem_init(); /* before any other libevent call */
 	if (argc > 1 && strcmp(argv[1], "scan") == 0)
 		return scan_cli_main(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "learn") == 0)

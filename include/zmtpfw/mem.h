@@ -1,0 +1,17 @@
+/* mem: what libevent really holds. Buffer chains are allocated in powers
+ * of two and a chain partly moved on stays whole until drained, so the
+ * bytes in buffers understate the memory behind them (about 2x for held
+ * messages). Every libevent allocation goes through these counters. */
+#ifndef ZMTPFW_MEM_H
+#define ZMTPFW_MEM_H
+
+#include <stdint.h>
+
+/* Route libevent's allocations through the counters. Call before any other
+ * libevent function (main does, first thing). */
+void mem_init(void);
+
+/* Bytes libevent has allocated now (usable sizes), 0 before mem_init. */
+uint64_t mem_libevent_bytes(void);
+
+#endif
