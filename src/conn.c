@@ -198,7 +198,7 @@ void conn_close(struct conn *c)
 	bool warn = c->close_from || strcmp(reason, "memory") == 0;
 	log_event(warn ? LOG_WARN : LOG_INFO, &ctx, &c->lst->rl, "close",
 		  LOG_STR("reason", reason), LOG_STR("detail", c->close_detail),
-		  LOG_STR("from", c->close_from), LOG_U64("held", c->mem),
+		  LOG_STR("from", c->close_from), LOG_U64("held", conn_mem_of(c)),
 		  LOG_U64("bytes_in", c->client.bytes_read),
 		  LOG_U64("bytes_out", c->upstream.bytes_read), LOG_U64("messages", c->up.msgs),
 		  LOG_U64("dropped", c->up.dropped), LOG_U64("duration_ms", conn_ms_since(&c->started)),

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "zmtpfw/config_kw.h"
 #include "zmtpfw/conn.h"
 #include "zmtpfw/listener.h"
 #include "zmtpfw/log.h"
@@ -205,6 +207,18 @@ static struct listener *server_find(struct server *s, const struct config_addr *
 	return NULL;
 }
 
+/* A key the table marks restart-only changed in the file: say so, by
+ * name; config_kw keeps the running value in the new snapshot. */
+static void server_restart_only(void *arg, const char *key, const char *route)
+{
+	struct log_ctx ctx = { .route = route };
+	char detail[160];
+	snprintf(detail, sizeof(detail), "%s: a reload does not apply this key, restart to "
+		 "change it; the running value stays in force", key);
+	log_event(LOG_WARN, route ? &ctx : NULL, NULL, "reload", LOG_STR("result", "warning"),
+		  LOG_STR("key", key), LOG_STR("detail", detail), LOG_END);
+}
+
 static int server_reload_fail(const char *detail)
 {
 	log_event(LOG_ERROR, NULL, NULL, "reload", LOG_STR("result", "failed"),
@@ -256,7 +270,9 @@ int server_reload(struct server *s)
 		}
 	}
 
-	/* Commit. */
+	/* Commit. Restart-only keys first: kept routes take their running
+	 * values with the rest of the new snapshot. */
+	config_kw_keep_restart_only(nc, s->cfg, server_restart_only, NULL);
 	for (struct listener *l = s->listeners; l; l = l->next) {
 		if (l->retired)
 			continue;
@@ -287,9 +303,6 @@ int server_reload(struct server *s)
 			metrics_http_stop(s->http);
 		s->http = nc->metrics_enabled ? http : NULL;
 	}
-	if (strcmp(nc->user, s->cfg->user) != 0)
-		log_event(LOG_WARN, NULL, NULL, "reload", LOG_STR("result", "warning"),
-			  LOG_STR("detail", "user changes need a restart"), LOG_END);
 	log_setup(nc->log_level, nc->log_format);
 	struct server_snapshot *o = malloc(sizeof(*o));
 	if (o) {

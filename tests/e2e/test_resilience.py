@@ -941,6 +941,31 @@ def test_reload_narrowing_allow(start_worker, fw):
 
 
 @pytest.mark.timeout_s(30)
+def test_reload_keeps_restart_only_key(start_worker, fw):
+    """user is restart-only in the config keyword table: a reload that
+    changes it logs a warning naming the key and applies the rest of the
+    file; the running user stays in force, so the same file warns again
+    and one naming the running user does not. ("root": as root it is a
+    no-op switch, otherwise it is ignored with a log line.)"""
+    w = start_worker("PULL")
+    route = make_route("w", w.upstream)
+    zf = fw([route], {"user": '"root"', "drain_timeout_ms": 1000})
+    zf.rewrite([route], {"user": '"daemon"', "drain_timeout_ms": 2000})
+    assert zf.hup()["result"] == "ok"
+    warns = zf.events("reload", result="warning")
+    assert len(warns) == 1 and warns[0].get("key") == "user", warns
+    assert "restart" in warns[0]["detail"] and warns[0]["detail"].startswith("user: "), warns
+    assert zf.hup()["result"] == "ok"
+    assert len(zf.events("reload", result="warning")) == 2, zf.tail(10)
+    zf.rewrite([route], {"user": '"root"'})
+    assert zf.hup()["result"] == "ok"
+    assert len(zf.events("reload", result="warning")) == 2, zf.tail(10)
+    send_one(zf.port("w"), 1)
+    w.wait_message([clean(1)])
+    zf.assert_alive()
+
+
+@pytest.mark.timeout_s(30)
 def test_reload_policy_applies_to_live_connections(start_worker, fw, marker):
     """README: a kept route's live connections "follow the new limits and
     policy from their next frame". The documented rollout is log-only first,

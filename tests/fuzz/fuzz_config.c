@@ -1,6 +1,7 @@
 /* fuzz_config: libFuzzer target for the config loader (src/config.c) through
- * config_load_buffer, i.e. the cfg_prescan guards, libconfig itself and every
- * typed reader and cross-route check.
+ * config_load_buffer, i.e. the cfg_prescan guards, libconfig itself, every
+ * row of the keyword table (src/config_kw.c) with its reader
+ * (src/config_value.c), and every cross-route check.
  *
  * The input is the file text, handed over in an exact-size heap copy without
  * a NUL terminator (ASan sees any read past n). For every input:
@@ -126,6 +127,8 @@ static void check_config(const struct config *c, size_t lines)
 		die("log level/format", NULL);
 	if (c->drain_timeout_ms > 600000)
 		die("drain_timeout_ms out of 0..600000", NULL);
+	if (c->max_memory < (1ull << 20) || c->max_memory > (1ull << 62))
+		die("max_memory out of 1 MiB..2^62", NULL);
 	if (!str_ok(c->user, sizeof(c->user), name_chars, true))
 		die("user", c->user);
 	if (strcmp(c->path, NAME) != 0)
@@ -176,6 +179,8 @@ static void check_config(const struct config *c, size_t lines)
 			die("max_frame_size out of 1..2^62", n);
 		if (r->max_message_size < 1 || r->max_message_size > (1ull << 62))
 			die("max_message_size out of 1..2^62", n);
+		if (r->max_scan_bytes < 1 || r->max_scan_bytes > CONFIG_MAX_SCAN_LIMIT)
+			die("max_scan_bytes out of 1..CONFIG_MAX_SCAN_LIMIT", n);
 		if (r->handshake_timeout_ms < 100 || r->handshake_timeout_ms > 600000)
 			die("handshake_timeout_ms out of 100..600000", n);
 		if (r->max_connections < 1 || r->max_connections > 1000000)

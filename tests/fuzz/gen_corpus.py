@@ -191,6 +191,7 @@ mode = "enforce";
 log = { level = "warn"; format = "json"; };
 user = "zmtpfw";
 drain_timeout_ms = 2500;
+max_memory = 8589934592L;
 reload_closes_disallowed = true;
 metrics = { listen = "127.0.0.1:9464"; probe_upstream = false; };
 routes = (
@@ -202,6 +203,7 @@ routes = (
     max_connections_per_peer = 4;
     idle_timeout_ms = 60000;
     connect_timeout_ms = 250;
+    max_scan_bytes = 1073741824;
   },
   {
     name = "b";

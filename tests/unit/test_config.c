@@ -1,6 +1,7 @@
 /* Unit tests for config. Run from the repository root (fixtures are in
  * tests/unit/configs/, and conf/zmtpfw.conf is checked as a good case). */
 #include "zmtpfw/config.h"
+#include "zmtpfw/config_kw.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -225,7 +226,9 @@ static void test_shipped(void)
 	      "shipped policy");
 	CHECK(r->max_frame_size == CONFIG_DEF_MAX_FRAME && r->max_message_size == CONFIG_DEF_MAX_MESSAGE &&
 		      r->handshake_timeout_ms == CONFIG_DEF_HANDSHAKE_MS &&
-		      r->max_connections == CONFIG_DEF_MAX_CONNS,
+		      r->max_connections == CONFIG_DEF_MAX_CONNS &&
+		      r->max_scan_bytes == CONFIG_DEF_MAX_SCAN_BYTES &&
+		      c->max_memory == CONFIG_DEF_MAX_MEMORY,
 	      "shipped values equal the built-in defaults");
 	config_free(c);
 }
@@ -359,6 +362,28 @@ static const struct {
 	{ OPS_ROUTE("splice = false;"), 0, NULL },
 	{ OPS_ROUTE("splice = 0;"), 3, "splice: expected true or false, got an integer" },
 	{ "threads = 2;\n" OPS_ROUTE(""), 1, "unknown key 'threads'" },
+	/* max_memory: top level, 1 MiB..2^62 */
+	{ "max_memory = 1048576;\n" OPS_ROUTE(""), 0, NULL },
+	{ "max_memory = 4611686018427387904L;\n" OPS_ROUTE(""), 0, NULL },
+	{ "max_memory = 1048575;\n" OPS_ROUTE(""), 1,
+	  "max_memory: 1048575 out of range 1048576..4611686018427387904" },
+	{ "max_memory = 4611686018427387905L;\n" OPS_ROUTE(""), 1,
+	  "max_memory: 4611686018427387905 out of range" },
+	{ "max_memory = 0;\n" OPS_ROUTE(""), 1, "max_memory: 0 out of range" },
+	{ "max_memory = \"1G\";\n" OPS_ROUTE(""), 1, "max_memory: expected an integer, got a string" },
+	{ "max_memory = 4294967296;\n" OPS_ROUTE(""), 1, "integer 4294967296 does not fit in 32 bits" },
+	{ OPS_ROUTE("max_memory = 1048576;"), 3, "unknown key 'max_memory' in route" },
+	/* max_scan_bytes: route, 1..CONFIG_MAX_SCAN_LIMIT, the limit's reason said */
+	{ OPS_ROUTE("max_scan_bytes = 1;"), 0, NULL },
+	{ OPS_ROUTE("max_scan_bytes = 1073741824;"), 0, NULL },
+	{ OPS_ROUTE("max_scan_bytes = 1073741825;"), 3,
+	  "max_scan_bytes: 1073741825 out of range 1..1073741824 (libevent moves at most INT_MAX "
+	  "bytes per call)" },
+	{ OPS_ROUTE("max_scan_bytes = 4294967296L;"), 3, "max_scan_bytes: 4294967296 out of range" },
+	{ OPS_ROUTE("max_scan_bytes = 0;"), 3, "max_scan_bytes: 0 out of range 1..1073741824" },
+	{ OPS_ROUTE("max_scan_bytes = -1;"), 3, "max_scan_bytes: -1 out of range" },
+	{ OPS_ROUTE("max_scan_bytes = true;"), 3, "max_scan_bytes: expected an integer, got a boolean" },
+	{ "max_scan_bytes = 1;\n" OPS_ROUTE(""), 1, "unknown key 'max_scan_bytes' (expected one of" },
 };
 
 static void test_ops_keys(void)
@@ -380,8 +405,9 @@ static void test_ops_keys(void)
 	/* Values land where they should; defaults otherwise. */
 	const char *t = "metrics = { listen = \"127.0.0.1:9464\"; probe_upstream = false; };\n"
 			"user = \"nobody\"; drain_timeout_ms = 2500; reload_closes_disallowed = true;\n"
+			"max_memory = 3145728;\n"
 			OPS_ROUTE("max_connections_per_peer = 8; idle_timeout_ms = 60000; "
-				  "connect_timeout_ms = 250; splice = false;");
+				  "connect_timeout_ms = 250; splice = false; max_scan_bytes = 4096;");
 	char err[256] = "";
 	struct config *c = config_load_buffer(t, strlen(t), "mem", err, sizeof(err));
 	CHECK(c != NULL, "ops values: %s", err);
@@ -392,8 +418,10 @@ static void test_ops_keys(void)
 			      c->drain_timeout_ms == 2500 && c->reload_closes_disallowed,
 		      "ops globals");
 		CHECK(r->max_connections_per_peer == 8 && r->idle_timeout_ms == 60000 &&
-			      r->connect_timeout_ms == 250 && !r->splice,
+			      r->connect_timeout_ms == 250 && !r->splice && r->max_scan_bytes == 4096,
 		      "ops route values");
+		CHECK(c->max_memory == (3ull << 20), "max_memory %llu",
+		      (unsigned long long)c->max_memory);
 		config_free(c);
 	}
 	c = config_load_buffer(OPS_ROUTE(""), strlen(OPS_ROUTE("")), "mem", err, sizeof(err));
@@ -406,6 +434,13 @@ static void test_ops_keys(void)
 		CHECK(r->max_connections_per_peer == CONFIG_DEF_MAX_CONNS_PER_PEER && r->idle_timeout_ms == 0 &&
 			      r->connect_timeout_ms == CONFIG_DEF_CONNECT_MS && r->splice,
 		      "ops route defaults");
+		CHECK(c->max_memory == CONFIG_DEF_MAX_MEMORY && c->max_memory == (1ull << 30),
+		      "max_memory default %llu", (unsigned long long)c->max_memory);
+		/* The default scan bound is the default frame limit: no frame
+		 * a default route accepts is judged by the bound alone. */
+		CHECK(r->max_scan_bytes == CONFIG_DEF_MAX_SCAN_BYTES &&
+			      r->max_scan_bytes == CONFIG_DEF_MAX_FRAME,
+		      "max_scan_bytes default %llu", (unsigned long long)r->max_scan_bytes);
 		config_free(c);
 	}
 	/* A buffer without a terminator, and one with a NUL inside. */
@@ -537,7 +572,9 @@ static void test_flags(void)
 		CHECK(strcmp(cidrs(&r->allow_pickle_from), "10.1.0.0/16") == 0, "pickle from");
 		CHECK(r->pickle == CONFIG_PICKLE_DROP && r->n_mechanisms == 1 &&
 			      r->max_frame_size == CONFIG_DEF_MAX_FRAME &&
-			      r->max_connections == CONFIG_DEF_MAX_CONNS,
+			      r->max_connections == CONFIG_DEF_MAX_CONNS &&
+			      r->max_scan_bytes == CONFIG_DEF_MAX_SCAN_BYTES &&
+			      c->max_memory == CONFIG_DEF_MAX_MEMORY && c->log_level == LOG_INFO,
 		      "defaults");
 		config_free(c);
 	}
@@ -572,6 +609,105 @@ static void test_flags(void)
 	}
 }
 
+/* The table itself: consistent, and the source of every "expected one
+ * of" list (each key of the scope named, in a message that fits). */
+static void test_kw_table(void)
+{
+	static const struct {
+		const char *text;
+		enum config_scope scope;
+	} unknown[] = {
+		{ "nope = 1;\n" OPS_ROUTE(""), CONFIG_SCOPE_TOP },
+		{ OPS_ROUTE("nope = 1;"), CONFIG_SCOPE_ROUTE },
+		{ "log = { nope = 1; };\n" OPS_ROUTE(""), CONFIG_SCOPE_LOG },
+		{ "metrics = { nope = 1; };\n" OPS_ROUTE(""), CONFIG_SCOPE_METRICS },
+	};
+	char err[1024] = "";
+	struct config_kw_info kw;
+	size_t n = 0, restart = 0;
+
+	CHECK(config_kw_check(err, sizeof(err)) == 0, "table: %s", err);
+	for (size_t i = 0; config_kw_at(i, &kw); i++) {
+		n++;
+		restart += !kw.reload;
+		CHECK(kw.name && kw.name[0], "row %zu has a name", i);
+		CHECK((kw.group != NULL) ==
+			      (kw.scope == CONFIG_SCOPE_LOG || kw.scope == CONFIG_SCOPE_METRICS),
+		      "row %s: group", kw.name);
+	}
+	CHECK(n >= 30 && restart == 1, "%zu rows, %zu restart-only (user)", n, restart);
+	for (size_t u = 0; u < sizeof(unknown) / sizeof(unknown[0]); u++) {
+		struct config *c = config_load_buffer(unknown[u].text, strlen(unknown[u].text), "mem",
+						      err, sizeof(err));
+		CHECK(c == NULL && strstr(err, "unknown key 'nope'") && strlen(err) < sizeof(err) - 1,
+		      "unknown %zu: '%s'", u, err);
+		config_free(c);
+		char want[1024] = "(expected one of ";
+		size_t len = strlen(want), first = len;
+		for (size_t i = 0; config_kw_at(i, &kw); i++)
+			if (kw.scope == unknown[u].scope)
+				len += (size_t)snprintf(want + len, sizeof(want) - len, "%s%s",
+							len > first ? ", " : "", kw.name);
+		snprintf(want + len, sizeof(want) - len, ")");
+		CHECK(strstr(err, want) != NULL, "unknown %zu: want '%s' in '%s'", u, want, err);
+	}
+	/* Group type errors list the group's keys from the table too. */
+	const char *t = "metrics = 1;\n" OPS_ROUTE("");
+	struct config *c = config_load_buffer(t, strlen(t), "mem", err, sizeof(err));
+	CHECK(c == NULL && strstr(err, "mem:1: metrics: expected a group { listen = ...; "
+				       "probe_upstream = ...; }, got an integer"),
+	      "group type: '%s'", err);
+	config_free(c);
+}
+
+static void restart_cb(void *arg, const char *key, const char *route)
+{
+	char *seen = arg;
+	size_t n = strlen(seen);
+	snprintf(seen + n, 128 - n, "%s%s@%s", n ? "," : "", key, route ? route : "-");
+}
+
+static struct config *mem(const char *text)
+{
+	char err[512] = "";
+	struct config *c = config_load_buffer(text, strlen(text), "mem", err, sizeof(err));
+	CHECK(c != NULL, "mem: %s", err);
+	return c;
+}
+
+/* A reload keeps the running value of each restart-only key (user) and
+ * says which; every other key is the new file's. */
+static void test_kw_reload(void)
+{
+	struct config *run = mem("user = \"alice\"; drain_timeout_ms = 1000;\n" OPS_ROUTE(""));
+	struct config *nc = mem("user = \"bob\"; drain_timeout_ms = 2000; max_memory = 2097152;\n"
+				OPS_ROUTE("max_scan_bytes = 512; splice = false;"));
+	struct config *same = mem("user = \"alice\";\n" OPS_ROUTE("max_frame_size = 5;"));
+	struct config *none = mem(OPS_ROUTE(""));
+	char seen[128] = "";
+	if (!run || !nc || !same || !none)
+		goto out;
+	CHECK(config_kw_keep_restart_only(nc, run, restart_cb, seen) == 1, "one key kept");
+	CHECK(strcmp(seen, "user@-") == 0, "warned '%s'", seen);
+	CHECK(strcmp(nc->user, "alice") == 0 && nc->drain_timeout_ms == 2000 &&
+		      nc->max_memory == 2097152 && nc->routes[0].max_scan_bytes == 512 &&
+		      !nc->routes[0].splice,
+	      "user kept, the rest applied");
+	seen[0] = '\0';
+	CHECK(config_kw_keep_restart_only(same, run, restart_cb, seen) == 0 && seen[0] == '\0' &&
+		      same->routes[0].max_frame_size == 5,
+	      "no restart-only change: '%s'", seen);
+	/* Removing user is a change too: the running user stays. */
+	CHECK(config_kw_keep_restart_only(none, run, restart_cb, seen) == 1 &&
+		      strcmp(none->user, "alice") == 0,
+	      "user removed: '%s' '%s'", seen, none->user);
+out:
+	config_free(run);
+	config_free(nc);
+	config_free(same);
+	config_free(none);
+}
+
 int main(void)
 {
 	test_good_full();
@@ -584,6 +720,8 @@ int main(void)
 	test_ops_keys();
 	test_parse_addr();
 	test_flags();
+	test_kw_table();
+	test_kw_reload();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
