@@ -127,6 +127,14 @@ def unsent(sock):
     return struct.unpack("i", buf)[0]
 
 
+def unread_by_peer(sock):
+    """Bytes sent on the loopback TCP socket sock that the process at the
+    other end has not read yet (None once its end is no longer established)."""
+    me, peer = sock.getsockname()[1], sock.getpeername()[1]
+    rows = [rx for lp, rp, st, _, rx in tcp_rows() if lp == peer and rp == me and st == "01"]
+    return unsent(sock) + rows[0] if rows else None
+
+
 def wait_consumed(sock, timeout=10.0):
     """Wait until the process at the other end of the loopback TCP socket sock
     has read every byte sent on it: nothing unacknowledged on our side, nothing
@@ -134,13 +142,8 @@ def wait_consumed(sock, timeout=10.0):
     that read it, so whatever it does with those bytes is done, and a signal
     sent from here on is handled after them. Replaces sleeping for 'zmtpfw
     has taken the bytes in'."""
-    me, peer = sock.getsockname()[1], sock.getpeername()[1]
-
-    def unread():
-        rows = [rx for lp, rp, st, _, rx in tcp_rows() if lp == peer and rp == me and st == "01"]
-        return rows[0] if rows else None
-    wait_until(lambda: unsent(sock) == 0 and unread() == 0, timeout,
-               what=f"the peer to read all sent bytes (unacked {unsent(sock)}, unread {unread()})")
+    wait_until(lambda: unread_by_peer(sock) == 0, timeout,
+               what=f"the peer to read all sent bytes (unread {unread_by_peer(sock)})")
 
 
 def rss_kib(pid):
