@@ -9,14 +9,17 @@
   deadline (marker ``timeout_s``, default 30 s).
 """
 
+import fcntl
 import json
 import os
 import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -97,6 +100,50 @@ def wait_until(pred, timeout, interval=0.02, what="condition"):
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def tcp_rows():
+    """(local_port, remote_port, state, tx_queue, rx_queue) of every IPv4 TCP
+    socket of this network namespace (/proc/net/tcp)."""
+    rows = []
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            p = line.split()
+            tx, rx = p[4].split(":")
+            rows.append((int(p[1].split(":")[1], 16), int(p[2].split(":")[1], 16), p[3],
+                         int(tx, 16), int(rx, 16)))
+    return rows
+
+
+def listen_queue(port):
+    """Connections waiting in the accept queue of the IPv4 listener on port."""
+    return sum(rx for lp, _, st, _, rx in tcp_rows() if lp == port and st == "0A")
+
+
+def unsent(sock):
+    """Bytes sock has not yet had acknowledged by its peer (TIOCOUTQ)."""
+    buf = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+    return struct.unpack("i", buf)[0]
+
+
+def unread_by_peer(sock):
+    """Bytes sent on the loopback TCP socket sock that the process at the
+    other end has not read yet (None once its end is no longer established)."""
+    me, peer = sock.getsockname()[1], sock.getpeername()[1]
+    rows = [rx for lp, rp, st, _, rx in tcp_rows() if lp == peer and rp == me and st == "01"]
+    return unsent(sock) + rows[0] if rows else None
+
+
+def wait_consumed(sock, timeout=10.0):
+    """Wait until the process at the other end of the loopback TCP socket sock
+    has read every byte sent on it: nothing unacknowledged on our side, nothing
+    unread in its receive queue. zmtpfw parses what it reads in the callback
+    that read it, so whatever it does with those bytes is done, and a signal
+    sent from here on is handled after them. Replaces sleeping for 'zmtpfw
+    has taken the bytes in'."""
+    wait_until(lambda: unread_by_peer(sock) == 0, timeout,
+               what=f"the peer to read all sent bytes (unread {unread_by_peer(sock)})")
 
 
 def rss_kib(pid):
@@ -220,6 +267,11 @@ class Zmtpfw:
             if time.monotonic() >= deadline:
                 raise AssertionError(f"no '{event}' {crit} log line within {timeout}s; log:\n{self.tail()}")
             time.sleep(0.02)
+
+    def close_of(self, addr, timeout=5.0):
+        """The close line of the client connection from addr ((host, port),
+        e.g. RawClient.local), waited for."""
+        return self.wait_event("close", timeout, peer="%s:%d" % tuple(addr[:2]))
 
     def wait_listening(self, names, timeout=10.0):
         for n in names:

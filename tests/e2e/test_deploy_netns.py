@@ -23,7 +23,6 @@ metrics listener.
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import msgpack
@@ -160,8 +159,10 @@ def test_sidecar_redirect_protects_unpatched_worker(lan, ns_classes, procs, work
     loaded = worker.message_records()[-1]["loaded"]
     assert loaded == [repr({"a": 1, "b": [1, 2, 3], "c": "text"})], loaded
 
-    # Nothing the attacker sent after the rules went in ever ran or arrived.
-    time.sleep(0.3)
+    # Nothing the attacker sent after the rules went in ever ran or arrived:
+    # its connections had all ended before the router's began, so the
+    # router's messages, recorded (after loading) above, came after anything
+    # of them.
     assert not marker.exists(), "attacker pickle executed in the worker"
     assert len(worker.messages()) == n_before + len(msgs)
     assert not zf.events("drop"), "nothing should have reached the scanner from the attacker"
@@ -242,7 +243,16 @@ def test_gateway_routes_workers_on_loopback(lan, ns_classes, procs, workdir, mar
     zf.wait_event("reject", route="rpc", reason="socket-type",
                   peer=lambda p: bool(p) and p.startswith(client.ip + ":"))
 
-    time.sleep(0.3)
+    # A sentinel per worker, on connections made after all of the above:
+    # once each is in (recorded after loading), so is anything before it.
+    done = [P.json_frame({"sentinel": "sched"})]
+    res = N.client(client, "zmq", "PUSH", f"tcp://{gw.ip}:35555", _msg_arg(done))
+    assert res["handshake"] and res["sent"] == 1, res
+    sched.wait_message(done)
+    done = [P.json_frame({"sentinel": "rpc"})]
+    res = N.client(client, "zmq", "REQ", f"tcp://{gw.ip}:35556", _msg_arg(done))
+    assert res["handshake"] and res["replies"] == [[f.hex() for f in done]], res
+    rpc.wait_message(done)
     assert not marker.exists(), "attack pickle executed in a gateway worker"
     for w in (sched, rpc):
         for m in w.messages():

@@ -14,7 +14,6 @@ import resource
 import signal
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
@@ -355,11 +354,19 @@ def test_readyz_follows_upstream(start_worker, start_fw):
 
 @pytest.mark.timeout_s(30)
 def test_readyz_without_probe_ignores_upstream(start_fw):
-    """probe_upstream = false: an unreachable upstream does not make it unready."""
+    """probe_upstream = false: an unreachable upstream does not make it
+    unready. (With the probe on, /readyz says 503 from the start: "not
+    probed yet", then "unreachable".) A client that zmtpfw fails to dial
+    the upstream for does not change that either."""
     dead = f"127.0.0.1:{free_port()}"
     zf = start_fw([make_route("a", dead)], probe=False)
-    time.sleep(0.5)
     assert http_get(zf.mport, "/readyz")[:3:2] == (200, b"ready\n")
+    with Z.RawClient("127.0.0.1", zf.port("a")) as c:
+        c.try_send(Z.full_greeting())
+        assert c.wait_closed(10)
+    wait_metric(zf, "zmtpfw_connections_closed_total", 1, route="a", reason="upstream-unreachable")
+    assert http_get(zf.mport, "/readyz")[:3:2] == (200, b"ready\n")
+    assert not zf.events("upstream"), zf.events("upstream")
 
 
 @pytest.mark.timeout_s(30)

@@ -16,7 +16,6 @@ of engine_msgs.py sent from a trusted peer (127.0.0.2):
 import hashlib
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +30,7 @@ from conftest import make_route, render_config, wait_until, zmtpfw_bin, zsock  #
 pytestmark = [pytest.mark.timeout_s(300)]
 
 NMSG = 1000
+SENTINEL = b'{"sentinel":true}'
 BIG = 1 << 20
 SEED = 4242
 
@@ -57,11 +57,12 @@ def _run(gen, start_worker, start_zmtpfw, zctx, monkeypatch, **route_kw):
     s.setsockopt(zmq.SNDHWM, 0)
     for m in sent:
         s.send_multipart(m)
-    wait_until(lambda: _count_msgs(w) >= NMSG, 240, interval=0.25,
-               what=f"{NMSG} {gen} messages at the worker (have {_count_msgs(w)})")
-    time.sleep(0.2)
+    s.send(SENTINEL)  # on the same connection: once it is in, all before it are
+    wait_until(lambda: _count_msgs(w) >= NMSG + 1, 240, interval=0.25,
+               what=f"{NMSG} {gen} messages and a sentinel at the worker (have {_count_msgs(w)})")
     recs = w.message_records()
-    assert len(recs) == NMSG
+    assert len(recs) == NMSG + 1 and recs[-1]["frames"] == [SENTINEL.hex()], recs[-1]
+    recs = recs[:-1]
     for i, (m, r) in enumerate(zip(sent, recs)):
         got = [bytes.fromhex(f) if isinstance(f, str) else f for f in r["frames"]]
         assert got == _expected(m), f"{gen} message {i} differs"
@@ -81,7 +82,7 @@ def test_trusted_baseline(gen, start_worker, start_zmtpfw, zctx, monkeypatch):
     u = zsock(zctx, zmq.PUSH, zf.endpoint("w"))
     u.send_multipart(next(m for m in sent if engine_msgs.imports_of(m)))
     zf.wait_event("drop", reason="pickle")
-    assert _count_msgs(w) == NMSG
+    assert _count_msgs(w) == NMSG + 1  # the messages and the sentinel of _run
 
 
 @pytest.mark.parametrize("gen", list(engine_msgs.GENERATORS))

@@ -24,7 +24,8 @@ import zmq
 
 import payloads as P
 import zmtp_raw as Z
-from conftest import Zmtpfw, fd_count, free_port, make_route, render_config, rss_kib, wait_until, zmtpfw_bin, zsock
+from conftest import (Zmtpfw, fd_count, free_port, listen_queue, make_route, render_config, rss_kib, wait_consumed,
+                      wait_until, zmtpfw_bin, zsock)
 
 SANITIZE = os.environ.get("ZMTPFW_SANITIZE") == "1"
 SLOW = 2.5 if SANITIZE else 1.0  # deadline stretch
@@ -328,11 +329,15 @@ def test_slow_greetings_do_not_starve_a_legit_client(start_worker, fw, zctx):
         rounds = 0
 
         def trickle():
+            # One byte per peer per round, every 0.1 s, but never the last
+            # bytes of the 64-byte greeting: however long the legit burst
+            # takes on this machine, every slow peer is mid-greeting through
+            # it (the pacing is the scenario, not something asserted).
             nonlocal rounds
-            assert rounds < 40, "the greetings were not slow compared to the legit traffic"
-            for s in slow:
-                s.send(greeting[rounds:rounds + 1])
-            rounds += 1
+            if rounds < len(greeting) - 4:
+                for s in slow:
+                    s.send(greeting[rounds:rounds + 1])
+                rounds += 1
             time.sleep(0.1)
 
         # Every slow peer has been accepted and dialled through (zmtpfw dials
@@ -363,6 +368,8 @@ def test_slow_greetings_do_not_starve_a_legit_client(start_worker, fw, zctx):
         assert msgs == [[clean(i)] for i in range(n_msgs)], "messages lost, duplicated or reordered"
         still = sum(is_open(s) for s in slow)
         assert still == n_slow, f"{n_slow - still} slow peers were disconnected before their deadline"
+        assert rounds < len(greeting), "a slow peer finished its greeting"
+        assert not zf.events("close"), zf.events("close")[:3]
         zf.assert_alive()
         print(f"{n_msgs} messages delivered during trickle rounds {started}..{rounds} over {n_slow} peers")
     finally:
@@ -380,12 +387,13 @@ def test_connection_flood_past_the_limit(start_worker, fw, zctx):
     limit = 32
     n_flood = scaled(400, 200)
     w = start_worker("REP")
-    zf = fw([make_route("w", w.upstream, max_connections=limit)])
+    # The admitted flood peers never greet: a long handshake deadline keeps
+    # them open, so every flood connection that closes was refused.
+    zf = fw([make_route("w", w.upstream, max_connections=limit, handshake_timeout_ms=120000)])
     pid = zf.proc.pid
     req = zsock(zctx, zmq.REQ, zf.endpoint("w"), timeout_ms=int(5000 * SLOW))
     req.send(b'{"hello":0}')
-    assert req.recv() == b'{"hello":0}'
-    time.sleep(0.2)
+    assert req.recv() == b'{"hello":0}'  # both of its descriptors are open now
     base_fds = fd_count(pid)
 
     flood = []
@@ -399,18 +407,18 @@ def test_connection_flood_past_the_limit(start_worker, fw, zctx):
         for i in range(20):
             req.send(b'{"during":%d}' % i)
             assert req.recv() == b'{"during":%d}' % i
-        refused = 0
-        deadline = time.monotonic() + 5 * SLOW
-        for s in flood:
-            s.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                refused += s.recv(1) == b""
-            except ConnectionResetError:
-                refused += 1
-            except socket.timeout:
-                pass
-        assert refused >= n_flood - (limit - 1), \
-            f"only {refused} of the {n_flood} flood connections were refused (limit {limit})"
+        # The req connection holds one slot: limit - 1 flood peers are
+        # admitted (and held open), every other one is closed at accept.
+        want = n_flood - (limit - 1)
+        closed = set()
+
+        def refusals():
+            closed.update(k for k, s in enumerate(flood) if k not in closed and not is_open(s))
+            return len(closed) >= want
+        wait_until(refusals, 20 * SLOW, interval=0.05,
+                   what=f"{want} of the {n_flood} flood connections refused (have {len(closed)})")
+        refused = len(closed)
+        assert refused == want, f"{refused} of the {n_flood} flood connections were closed (limit {limit})"
         rejects = zf.events("reject", reason="max-connections")
         suppressed = sum(e.get("suppressed", 0) for e in rejects) + \
             sum(e.get("count", 0) for e in zf.events("suppressed", of="reject"))
@@ -452,7 +460,7 @@ def test_frame_declaring_2_62_bytes(start_worker, fw, raw_worker, marker):
         with Z.RawClient("127.0.0.1", zf.port("w")) as c:
             c.handshake("PUSH")
             c.try_send(bytes([flags]) + struct.pack(">Q", size) + b"\x80\x04" + b"A" * 4096)
-            assert c.wait_closed(3 * SLOW), f"flags {flags:#x} size {size}: connection left open"
+            assert c.wait_closed(10 * SLOW), f"flags {flags:#x} size {size}: connection left open"
     grown = rss_kib(pid) - rss0
     assert grown < 4096, f"zmtpfw RSS grew by {grown} KiB for headers it should refuse"
     closes = zf.events("close", reason="frame-too-large")
@@ -490,13 +498,15 @@ def test_upstream_down_then_back_up(start_worker, fw, zctx):
     for _ in range(3):
         with Z.RawClient("127.0.0.1", zf.port("w")) as c:
             c.try_send(Z.SIGNATURE)
-            assert c.wait_closed(3 * SLOW)
-    wait_until(lambda: len(zf.events("close", reason="upstream-unreachable")) >= 3, 3,
+            assert c.wait_closed(10 * SLOW)
+    wait_until(lambda: len(zf.events("close", reason="upstream-unreachable")) >= 3, 5 * SLOW,
                what="upstream-unreachable closes")
     push = zsock(zctx, zmq.PUSH, zf.endpoint("w"), timeout_ms=int(5000 * SLOW))
     for i in range(50):
         push.send(clean(i))  # queued by libzmq while the worker is away
-    time.sleep(0.3)
+    # The PUSH's own connection attempts meet the missing worker too.
+    wait_until(lambda: len(zf.events("close", reason="upstream-unreachable")) >= 4, 5 * SLOW,
+               what="the PUSH client's connection closed as upstream-unreachable")
     zf.assert_alive()
 
     w = start_worker("PULL", bind=f"tcp://127.0.0.1:{port}")
@@ -539,8 +549,11 @@ def test_max_connections_per_peer(start_worker, fw):
         for c in held:
             c.handshake("PUSH")
         with Z.RawClient("127.0.0.1", port) as fourth:
-            assert fourth.wait_closed(2 * SLOW), "a 4th connection from one address was admitted"
-        zf.wait_event("reject", reason="max-connections-per-peer")
+            # refused at accept: a reject line, never an accept line (an
+            # admitted one would close too, at its handshake deadline)
+            assert fourth.wait_closed(10 * SLOW), "a 4th connection from one address was kept open"
+        zf.wait_event("reject", reason="max-connections-per-peer", peer="127.0.0.1:%d" % fourth.local[1])
+        assert not zf.events("accept", peer="127.0.0.1:%d" % fourth.local[1]), "a 4th connection was admitted"
         # Another source address has its own budget.
         other = [Z.RawClient("127.0.0.1", port, source="127.0.0.2") for _ in range(3)]
         try:
@@ -573,34 +586,42 @@ def test_max_connections_per_peer(start_worker, fw):
 
 @pytest.mark.timeout_s(30)
 def test_idle_timeout_closes_only_quiet_connections(start_worker, fw):
-    idle_ms = 1000
+    """idle_timeout_ms = 1500: a connection silent since its handshake is
+    closed as idle-timeout, having relayed nothing, no sooner than 1500 ms
+    after it opened (zmtpfw's own clock, in its close line); one that sends
+    every 50 ms meanwhile is kept, and once it falls silent it goes the
+    same way, every message it sent through."""
+    idle_ms = 1500
     w = start_worker("PULL")
     zf = fw([make_route("w", w.upstream, idle_timeout_ms=idle_ms)])
     port = zf.port("w")
     quiet = Z.RawClient("127.0.0.1", port)
     busy = Z.RawClient("127.0.0.1", port)
+    busy_peer = "127.0.0.1:%d" % busy.local[1]
     try:
         quiet.handshake("PUSH")
-        t0 = time.monotonic()
         busy.handshake("PUSH")
         i = 0
-        closed_at = None
-        while time.monotonic() - t0 < 2.6 * SLOW:
+
+        def busy_sends_until_quiet_closed():
+            nonlocal i
             busy.send(Z.encode_frame(clean(i)))
             i += 1
-            if closed_at is None and not is_open(quiet.sock):
-                closed_at = time.monotonic() - t0
-            time.sleep(0.25)
-        assert closed_at is not None, "the quiet connection was not closed"
-        assert 0.8 <= closed_at <= 1.0 + 1.2 * SLOW, f"quiet connection closed after {closed_at:.2f}s"
+            return not is_open(quiet.sock)
+        wait_until(busy_sends_until_quiet_closed, idle_ms / 1000 + 10 * SLOW, interval=0.05,
+                   what="the quiet connection closed")
+        ev = zf.close_of(quiet.local)
+        assert ev["reason"] == "idle-timeout" and ev["messages"] == 0, ev
+        assert ev["duration_ms"] >= idle_ms - 20, f"closed as idle {ev['duration_ms']} ms after it opened"
         assert is_open(busy.sock), "the active connection was closed"
-        w.wait_messages(i, timeout=5)
+        assert not zf.events("close", peer=busy_peer), zf.events("close", peer=busy_peer)
+        w.wait_messages(i, timeout=10 * SLOW)
         assert w.messages() == [[clean(k)] for k in range(i)]
-        idle = zf.events("close", reason="idle-timeout")
-        assert len(idle) == 1 and idle[0]["peer"].endswith(f":{quiet.local[1]}"), idle
         # Once it stops talking, the busy one goes the same way.
-        assert busy.wait_closed(idle_ms / 1000 + 2 * SLOW)
-        wait_until(lambda: len(zf.events("close", reason="idle-timeout")) == 2, 2, what="second idle close")
+        assert busy.wait_closed(idle_ms / 1000 + 10 * SLOW), "the connection fallen silent was kept"
+        ev = zf.close_of(busy.local)
+        assert ev["reason"] == "idle-timeout" and ev["messages"] == i, ev
+        assert len(zf.events("close", reason="idle-timeout")) == 2
     finally:
         quiet.close()
         busy.close()
@@ -608,13 +629,15 @@ def test_idle_timeout_closes_only_quiet_connections(start_worker, fw):
 
 @pytest.mark.timeout_s(30)
 def test_idle_timeout_spares_a_connection_blocked_by_a_busy_worker(start_worker, fw):
-    """A worker busy for longer than idle_timeout_ms (here: SIGSTOPped for
-    2.5 s) stops reading; zmtpfw then stops reading the client
-    (backpressure). That connection is not idle: it has megabytes queued.
-    Closing it as idle-timeout would throw the queued messages away. After
-    the worker resumes, every message the client sent must arrive."""
+    """A worker busy for longer than idle_timeout_ms (here: SIGSTOPped until
+    the client has been unable to send a byte for 2.5 idle periods) stops
+    reading; zmtpfw then stops reading the client (backpressure). That
+    connection is not idle: it has megabytes queued. Closing it as
+    idle-timeout would throw the queued messages away. After the worker
+    resumes, every message the client sent must arrive."""
+    idle_ms = 1000
     w = start_worker("PULL")
-    zf = fw([make_route("w", w.upstream, idle_timeout_ms=1000)])
+    zf = fw([make_route("w", w.upstream, idle_timeout_ms=idle_ms)])
     size = (1 << 20) + 1  # > 1 MiB: the worker records a sha256
     frame = Z.encode_frame(b"\x00" + bytes(size - 1))
     c = Z.RawClient("127.0.0.1", zf.port("w"))
@@ -624,19 +647,26 @@ def test_idle_timeout_spares_a_connection_blocked_by_a_busy_worker(start_worker,
         os.kill(w.proc.pid, signal.SIGSTOP)
         try:
             c.sock.setblocking(False)
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < 2.5 * SLOW:
+            # Push until the client has been stuck for 2.5 idle periods on
+            # end (zmtpfw's buffers and both sockets' full): that long, the
+            # connection has had queued bytes and no traffic.
+            t0 = progress = time.monotonic()
+            while time.monotonic() - progress < 2.5 * idle_ms / 1000:
+                assert time.monotonic() - t0 < 15 * SLOW, \
+                    f"zmtpfw kept reading with the worker stopped ({sent >> 20} MiB): no backpressure"
                 try:
                     sent += c.sock.send(frame[sent % len(frame):])
+                    progress = time.monotonic()
                 except BlockingIOError:
                     select.select([], [c.sock], [], 0.05)
                 except OSError:
                     break  # closed under us: asserted below
+            stuck = is_open(c.sock)
         finally:
             os.kill(w.proc.pid, signal.SIGCONT)
         closed = zf.events("close", reason="idle-timeout")
-        assert not closed, (f"a connection blocked by backpressure ({sent >> 20} MiB sent, worker "
-                            f"busy) was closed as idle: {closed[0]}")
+        assert not closed and stuck, (f"a connection blocked by backpressure ({sent >> 20} MiB sent, "
+                                      f"worker busy) was closed: {closed[:1]}")
         c.sock.setblocking(True)
         c.sock.settimeout(10)
         rest = (len(frame) - sent % len(frame)) % len(frame)
@@ -665,7 +695,7 @@ def test_connect_timeout_to_a_worker_that_never_answers(fw):
             s.setblocking(False)
             s.connect_ex(("127.0.0.1", port))
             fillers.append(s)
-        time.sleep(0.2)
+        wait_until(lambda: listen_queue(port) >= 1, 5, what="the worker's accept queue filled")
         probe = socket.socket()
         probe.settimeout(0.5)
         try:
@@ -679,12 +709,13 @@ def test_connect_timeout_to_a_worker_that_never_answers(fw):
 
         zf = fw([make_route("w", f"127.0.0.1:{port}", connect_timeout_ms=500, handshake_timeout_ms=5000)])
         with Z.RawClient("127.0.0.1", zf.port("w")) as c:
-            t0 = time.monotonic()
             c.try_send(Z.SIGNATURE)
-            assert c.wait_closed(4 * SLOW), "client not closed while the worker never answered"
-            took = time.monotonic() - t0
-        assert 0.4 <= took <= 0.5 + 1.0 * SLOW, f"closed after {took:.2f}s, connect_timeout_ms = 500"
-        ev = zf.wait_event("close", reason="upstream-timeout")
+            assert c.wait_closed(10 * SLOW), "client not closed while the worker never answered"
+        # Which deadline fired is in the reason, how long after accept in
+        # zmtpfw's own clock: no wall time of this process is asserted.
+        ev = zf.close_of(c.local)
+        assert ev["reason"] == "upstream-timeout" and ev["detail"] == "connect_timeout_ms", ev
+        assert ev["duration_ms"] >= 500 - 20, ev
         assert not zf.events("close", reason="handshake-timeout")
         zf.assert_alive()
     finally:
@@ -714,15 +745,28 @@ def test_sighup_every_100ms_under_load_loses_nothing(start_worker, fw, zctx):
 
     stop = threading.Event()
     hups = [0]
+    errors = []
+
+    def n_results():
+        data = zf.log_path.read_bytes()
+        return data.count(b'"event":"reload","result":"ok"') + data.count(b'"event":"reload","result":"failed"')
 
     def reloader():
+        # Each SIGHUP once the previous one's result is logged: two sent
+        # while zmtpfw is not scheduled would be one pending signal.
         k = 0
         while not stop.is_set():
             k += 1
             routes, top = variants[k % 2]
             zf.rewrite(routes, top)
+            done = n_results()
             os.kill(zf.proc.pid, signal.SIGHUP)
             hups[0] += 1
+            try:
+                wait_until(lambda: n_results() > done, 10 * SLOW, interval=0.01, what="the reload result")
+            except AssertionError as e:
+                errors.append(f"{e}; log:\n{zf.tail(20)}")
+                return
             stop.wait(0.1)
 
     churn_sent = []
@@ -739,14 +783,22 @@ def test_sighup_every_100ms_under_load_loses_nothing(start_worker, fw, zctx):
     for t in threads:
         t.start()
     try:
-        t0 = time.monotonic()
+        # A steady stream with reloads interleaved by construction: every
+        # 200 messages, the stream waits for the reloader's next SIGHUP, so
+        # n_msgs / 200 of them land mid-stream however the two threads are
+        # scheduled.
         for i in range(n_msgs):
             push.send(clean(i))
             if i % 50 == 49:
-                time.sleep(0.02)  # a steady stream across many reloads
+                time.sleep(0.02)
+            if i % 200 == 199:
+                seen = hups[0]
+                wait_until(lambda: hups[0] > seen or errors, 20 * SLOW, interval=0.01, what="the next SIGHUP")
+                assert not errors, errors[0]
         # Keep reloading a little after the last send.
-        while time.monotonic() - t0 < 3.0:
-            time.sleep(0.05)
+        seen = hups[0]
+        wait_until(lambda: hups[0] >= seen + 5 or errors, 20 * SLOW, interval=0.05, what="5 more SIGHUPs")
+        assert not errors, errors[0]
     finally:
         stop.set()
         for t in threads:
@@ -761,7 +813,7 @@ def test_sighup_every_100ms_under_load_loses_nothing(start_worker, fw, zctx):
     wait_until(lambda: len(zf.events("reload", result=lambda r: r in ("ok", "failed"))) >= hups[0],
                10 * SLOW, what=f"{hups[0]} reload results")
     results = zf.events("reload", result=lambda r: r in ("ok", "failed"))
-    assert hups[0] >= 25, f"only {hups[0]} SIGHUPs sent"
+    assert hups[0] >= n_msgs // 200 + 5, f"only {hups[0]} SIGHUPs sent"
     assert all(r["result"] == "ok" for r in results), [r for r in results if r["result"] != "ok"][:3]
     print(f"reload under load: {hups[0]} SIGHUPs, {len(want)} streamed + {len(churn_sent)} "
           f"one-shot messages sent, {len(msgs)} received")
@@ -919,8 +971,9 @@ def test_reload_narrowing_allow(start_worker, fw):
         zf.rewrite([narrow])
         assert zf.hup()["result"] == "ok"
         with Z.RawClient("127.0.0.1", port, source="127.0.0.2") as late:
-            assert late.wait_closed(2 * SLOW), "a newly disallowed peer was admitted"
-        zf.wait_event("reject", reason="not-allowed")
+            assert late.wait_closed(10 * SLOW), "a newly disallowed peer was kept open"
+        zf.wait_event("reject", reason="not-allowed", peer="127.0.0.2:%d" % late.local[1])
+        assert not zf.events("accept", peer="127.0.0.2:%d" % late.local[1]), "a newly disallowed peer was admitted"
         other.send(Z.encode_frame(clean(1)))
         keep.send(Z.encode_frame(clean(2)))
         w.wait_message([clean(1)])
@@ -928,7 +981,7 @@ def test_reload_narrowing_allow(start_worker, fw):
 
         zf.rewrite([narrow], {"reload_closes_disallowed": True})
         assert zf.hup()["result"] == "ok"
-        assert other.wait_closed(2 * SLOW), "reload_closes_disallowed left a disallowed peer connected"
+        assert other.wait_closed(10 * SLOW), "reload_closes_disallowed left a disallowed peer connected"
         ev = zf.wait_event("close", reason="not-allowed")
         assert ev["peer"].startswith("127.0.0.2:"), ev
         keep.send(Z.encode_frame(clean(3)))
@@ -1001,7 +1054,7 @@ def test_reload_policy_applies_to_live_connections(start_worker, fw, marker):
             problems.append("allow_pickle_from narrowed: the formerly trusted live peer still "
                             "delivered a pickle")
         c.try_send(Z.encode_frame(b'{"big":"' + b"x" * 4000 + b'"}'))
-        if not c.wait_closed(2 * SLOW):
+        if not c.wait_closed(10 * SLOW):
             problems.append("max_frame_size lowered to 1024: a live connection still passed a 4 KiB frame")
     finally:
         for k in (a, b, c):
@@ -1028,11 +1081,12 @@ def _wait_exit(zf, timeout):
 @pytest.mark.timeout_s(40)
 def test_sigterm_during_traffic_cuts_no_message(fw, raw_worker, zctx):
     """A PUSH client streams 3-frame messages of 64 KiB frames through to a
-    raw worker; SIGTERM mid-stream. zmtpfw exits 0 well within
-    drain_timeout_ms, and the worker's stream ends on a message boundary:
-    no partial frame, no unfinished multipart message, no gap."""
+    raw worker; SIGTERM mid-stream. zmtpfw exits 0 having drained (no
+    connection forced at drain_timeout_ms), and the worker's stream ends on
+    a message boundary: no partial frame, no unfinished multipart message,
+    no gap."""
     sink = raw_worker()
-    drain_ms = 5000
+    drain_ms = 15000  # far off: a drain that ends is one that completed, not a slow machine's
     zf = fw([make_route("w", sink.upstream)], {"drain_timeout_ms": drain_ms})
     push = zsock(zctx, zmq.PUSH, zf.endpoint("w"), timeout_ms=200)
     push.setsockopt(zmq.SNDHWM, 20)
@@ -1055,16 +1109,14 @@ def test_sigterm_during_traffic_cuts_no_message(fw, raw_worker, zctx):
     t.start()
     try:
         wait_until(lambda: len(sink.messages()) >= 30, 10 * SLOW, what="traffic at the worker")
-        t0 = time.monotonic()
         os.kill(zf.proc.pid, signal.SIGTERM)
-        rc = _wait_exit(zf, drain_ms / 1000 + 3 * SLOW)
-        took = time.monotonic() - t0
+        rc = _wait_exit(zf, drain_ms / 1000 + 10 * SLOW)
     finally:
         stop.set()
         t.join(5)
     assert rc == 0, f"exit status {rc}"
-    assert took < drain_ms / 1000, f"drain took {took:.2f}s (drain_timeout_ms {drain_ms}): forced, not drained"
-    wait_until(lambda: all(r["eof"] for r in sink.conns), 3, what="worker connection closed")
+    assert zf.events("drain", result="done", forced=0), f"forced, not drained: {zf.tail(10)}"
+    wait_until(lambda: all(r["eof"] for r in sink.conns), 10 * SLOW, what="worker connection closed")
     (conn,) = sink.conns
     assert conn["error"] is None, conn["error"]
     assert conn["partial_bytes"] == 0 and conn["open_frames"] == 0, \
@@ -1077,18 +1129,18 @@ def test_sigterm_during_traffic_cuts_no_message(fw, raw_worker, zctx):
         assert all(f[8:] == bytes([k + 1]) * (size - 8) for k, f in enumerate(m)), f"message {i} corrupted"
     names = [e["event"] for e in zf.lines() if e.get("event") in ("shutdown", "drain")]
     assert names[:1] == ["shutdown"] and "drain" in names, names
-    assert zf.events("drain", result="done"), zf.tail(10)
     assert not zf.events("close", reason="drain-timeout")
-    print(f"{len(msgs)} whole messages relayed, {sent[0]} sent, drained in {took:.2f}s")
+    print(f"{len(msgs)} whole messages relayed, {sent[0]} sent")
 
 
-@pytest.mark.timeout_s(30)
+@pytest.mark.timeout_s(40)
 def test_sigterm_drain_completes_the_message_in_flight(start_worker, fw):
     """SIGTERM while a client is between the frames of a multipart message:
-    the listener stops accepting, an idle connection is closed at once, the
-    message is completed when its last frame comes and reaches the worker,
-    then zmtpfw exits 0 before drain_timeout_ms."""
-    drain_ms = 4000
+    the listener stops accepting, an idle connection is closed by the drain
+    (reason shutdown) while the busy one is kept, the message is completed
+    when its last frame comes and reaches the worker, then zmtpfw exits 0
+    without forcing anything at drain_timeout_ms."""
+    drain_ms = 15000
     w = start_worker("PULL")
     zf = fw([make_route("w", w.upstream)], {"drain_timeout_ms": drain_ms})
     port = zf.port("w")
@@ -1098,72 +1150,80 @@ def test_sigterm_drain_completes_the_message_in_flight(start_worker, fw):
         busy.handshake("PUSH")
         idle.handshake("PUSH")
         busy.send(Z.encode_frame(b'{"part":1}', more=True))
-        time.sleep(0.2)
-        t0 = time.monotonic()
+        wait_consumed(busy.sock)  # zmtpfw holds the first frame: a message is in flight
         os.kill(zf.proc.pid, signal.SIGTERM)
-        assert idle.wait_closed(1.0 * SLOW), "an idle connection was not closed promptly by the drain"
+        assert idle.wait_closed(10 * SLOW), "an idle connection was not closed by the drain"
+        ev = zf.close_of(idle.local)
+        assert ev["reason"] == "shutdown" and ev["detail"] == "drained", ev
         zf.wait_event("drain", result="started")
         assert connect_refused(port), "still accepting while draining"
         assert zf.alive() and is_open(busy.sock), "the connection with a message in flight was cut"
-        time.sleep(0.5)
+        assert not zf.events("close", peer="127.0.0.1:%d" % busy.local[1])
+        time.sleep(0.5)  # the message stays in flight across several drain ticks
         busy.send(Z.encode_frame(b'{"part":2}'))
-        w.wait_message([b'{"part":1}', b'{"part":2}'], timeout=3 * SLOW)
-        assert busy.wait_closed(2 * SLOW), "drained connection not closed after its message"
-        rc = _wait_exit(zf, drain_ms / 1000 + 2 * SLOW)
-        took = time.monotonic() - t0
+        w.wait_message([b'{"part":1}', b'{"part":2}'], timeout=10 * SLOW)
+        assert busy.wait_closed(10 * SLOW), "drained connection not closed after its message"
+        ev = zf.close_of(busy.local)
+        assert ev["reason"] == "shutdown" and ev["messages"] == 1, ev
+        rc = _wait_exit(zf, 10 * SLOW)
     finally:
         busy.close()
         idle.close()
     assert rc == 0
-    assert took < drain_ms / 1000, f"exit after {took:.2f}s: the drain waited for its deadline"
+    assert zf.events("drain", result="done", forced=0), zf.tail(10)
     assert not zf.events("close", reason="drain-timeout")
 
 
 @pytest.mark.timeout_s(30)
-def test_sigterm_drain_deadline(start_worker, fw):
-    """A message that never completes is cut at drain_timeout_ms: exit 0,
-    close reason drain-timeout, and the worker never sees the partial."""
+def test_sigterm_drain_deadline(fw, raw_worker):
+    """A message that never completes is cut at drain_timeout_ms (no sooner:
+    the exit comes at least that long after the signal): exit 0, close
+    reason drain-timeout, and the worker never gets the message (a raw
+    worker: what it got up to the end of the connection, exactly)."""
     drain_ms = 1000
-    w = start_worker("PULL")
-    zf = fw([make_route("w", w.upstream)], {"drain_timeout_ms": drain_ms})
+    sink = raw_worker()
+    zf = fw([make_route("w", sink.upstream)], {"drain_timeout_ms": drain_ms})
     with Z.RawClient("127.0.0.1", zf.port("w")) as c:
         c.handshake("PUSH")
         c.send(Z.encode_frame(b'{"never":"ends"}', more=True))
-        time.sleep(0.2)
+        wait_consumed(c.sock)  # zmtpfw holds the first frame: a message is in flight
         t0 = time.monotonic()
         os.kill(zf.proc.pid, signal.SIGTERM)
-        rc = _wait_exit(zf, drain_ms / 1000 + 3 * SLOW)
+        rc = _wait_exit(zf, drain_ms / 1000 + 10 * SLOW)
         took = time.monotonic() - t0
-        assert c.wait_closed(1)
+        assert c.wait_closed(5)
     assert rc == 0
-    assert drain_ms / 1000 - 0.1 <= took <= drain_ms / 1000 + 1.0 * SLOW, f"exit after {took:.2f}s"
-    assert zf.events("close", reason="drain-timeout")
+    assert took >= drain_ms / 1000 - 0.05, f"exit {took:.2f}s after SIGTERM: before drain_timeout_ms"
+    ev = zf.close_of(c.local)
+    assert ev["reason"] == "drain-timeout" and ev["messages"] == 0, ev
     assert zf.events("drain", result="done", forced=1)
-    time.sleep(0.3)
-    assert w.messages() == []
+    wait_until(lambda: sink.conns and all(r["eof"] for r in sink.conns), 10 * SLOW,
+               what="the worker's connection closed")
+    (conn,) = sink.conns
+    assert conn["error"] is None and conn["messages"] == [], conn
 
 
 @pytest.mark.timeout_s(30)
 def test_signals_while_draining(start_worker, fw):
     """During a drain a SIGHUP is refused (reload failed: draining) and a
-    second SIGTERM exits at once, status 0."""
+    second SIGTERM exits at once, status 0: long before drain_timeout_ms
+    (20 s), without the drain's own end (no "done" line, nothing forced)."""
     w = start_worker("PULL")
     zf = fw([make_route("w", w.upstream)], {"drain_timeout_ms": 20000})
     with Z.RawClient("127.0.0.1", zf.port("w")) as c:
         c.handshake("PUSH")
         c.send(Z.encode_frame(b'{"open":1}', more=True))
-        time.sleep(0.2)
+        wait_consumed(c.sock)  # zmtpfw holds the first frame: a message is in flight
         os.kill(zf.proc.pid, signal.SIGTERM)
         zf.wait_event("drain", result="started")
         r = zf.hup()
         assert r["result"] == "failed" and "drain" in r.get("detail", ""), r
         assert zf.alive()
-        t0 = time.monotonic()
         os.kill(zf.proc.pid, signal.SIGTERM)
-        rc = _wait_exit(zf, 3 * SLOW)
+        rc = _wait_exit(zf, 10 * SLOW)
         assert rc == 0
-        assert time.monotonic() - t0 < 1.5 * SLOW
-        assert c.wait_closed(1)
+        assert not zf.events("drain", result="done"), zf.tail(10)
+        assert c.wait_closed(5)
     assert w.messages() == []
 
 
@@ -1182,8 +1242,9 @@ def test_per_peer_limit_on_by_default(start_worker, fw):
             held.append(c)
             c.handshake("PUSH")
         with Z.RawClient("127.0.0.1", port) as extra:
-            assert extra.wait_closed(5 * SLOW), "a 65th connection from one address was admitted"
-        zf.wait_event("reject", reason="max-connections-per-peer")
+            assert extra.wait_closed(10 * SLOW), "a 65th connection from one address was kept open"
+        zf.wait_event("reject", reason="max-connections-per-peer", peer="127.0.0.1:%d" % extra.local[1])
+        assert not zf.events("accept", peer="127.0.0.1:%d" % extra.local[1]), "a 65th connection was admitted"
         with Z.RawClient("127.0.0.1", port, source="127.0.0.2") as other:
             other.handshake("PUSH")
             other.send(Z.encode_frame(clean(1)))

@@ -22,7 +22,7 @@ import zmq
 
 import payloads as P
 import zmtp_raw as Z
-from conftest import MIB, fd_count, rss_kib, wait_until, zsock
+from conftest import MIB, fd_count, rss_kib, tcp_rows, wait_until, zsock
 from splice_util import body_of, digest, metric, raw_session, spliced, wakeups
 
 
@@ -209,24 +209,37 @@ def test_worker_to_client_replies_spliced(start_worker, splice_fw, zctx):
 
 @pytest.mark.timeout_s(120)
 def test_backpressure_while_splicing(start_worker, splice_fw, zctx, workdir):
-    """A worker that stops reading for 2 s while 96 MiB are in flight: the
-    pipe and socket buffers bound what zmtpfw holds (RSS grows by less than
-    8 MiB), and everything arrives once it reads again."""
+    """A worker that stops reading while 96 MiB are in flight: once zmtpfw has
+    stopped reading the client (the backpressure reached it), the pipe and
+    socket buffers bound what zmtpfw holds (RSS grows by less than 8 MiB),
+    and everything arrives once the worker reads again."""
     w = start_worker("PULL")
     zf = splice_fw(w.upstream)
     rss0 = rss_kib(zf.proc.pid)
     s = zsock(zctx, zmq.PUSH, zf.endpoint("w"), timeout_ms=60000)
+    # Handshake done first: a worker stopped before it would hold the
+    # connection at its greeting, with nothing in flight at all.
+    s.send(b'{"first":1}')
+    w.wait_message([b'{"first":1}'])
     os.kill(w.proc.pid, signal.SIGSTOP)
     try:
         bigs = [body_of(16 * MIB) for _ in range(6)]
         for b in bigs:
             s.send(b, copy=False)
-        time.sleep(2.0)
+        # zmtpfw has stopped reading the client: bytes wait unread in its
+        # socket, and no read event was handled between two looks at them.
+        port, last = zf.port("w"), [None]
+
+        def stopped_reading():
+            now = (wakeups(zf), sum(rx for lp, _, st, _, rx in tcp_rows() if lp == port and st == "01"))
+            prev, last[0] = last[0], now
+            return prev is not None and prev[1] > 0 and now[1] > 0 and now[0] == prev[0]
+        wait_until(stopped_reading, 60, interval=0.2, what="zmtpfw to stop reading the client")
         peak = rss_kib(zf.proc.pid)
     finally:
         os.kill(w.proc.pid, signal.SIGCONT)
-    wait_until(lambda: len(w.messages()) >= len(bigs), 90, interval=0.2, what="six 16 MiB messages")
-    assert w.messages() == [[digest(b)] for b in bigs]
+    wait_until(lambda: len(w.messages()) >= 1 + len(bigs), 90, interval=0.2, what="six 16 MiB messages")
+    assert w.messages() == [[b'{"first":1}']] + [[digest(b)] for b in bigs]
     assert peak - rss0 < 8 * 1024, (rss0, peak)
     assert spliced(zf) > 48 * MIB
 

@@ -12,6 +12,7 @@ import fcntl
 import os
 import re
 import resource
+import select
 import signal
 import socket
 import struct
@@ -195,30 +196,47 @@ def test_trusted_peer_long_frames_with_more_spliced(start_worker, splice_fw):
     assert metric(zf, "zmtpfw_frames_forwarded_total") == 4
 
 
-@pytest.mark.timeout_s(30)
+@pytest.mark.timeout_s(40)
 def test_idle_timeout_spares_spliced_frames(start_worker, splice_fw):
     """idle_timeout_ms counts bytes pulled by splice as activity (a body
-    trickling in is not idle), and a pipe waiting on a stopped worker is
-    backpressure, not idleness."""
+    trickling in for longer than the timeout is not idle), and a pipe
+    waiting on a stopped worker is backpressure, not idleness: with the
+    worker stopped, the client pushes until it cannot send a byte more, then
+    stays blocked for 1.5 idle periods before the worker resumes."""
+    idle_ms = 2000
     w = start_worker("PULL", no_unpickle=True)
-    zf = splice_fw(w.upstream, idle_timeout_ms=1000)
+    zf = splice_fw(w.upstream, idle_timeout_ms=idle_ms)
     size = 2 * MIB
     body = body_of(size)
-    big = body_of(32 * MIB)  # made before the handshake: no gap once the idle clock runs
-    rest = body[1 * MIB:] + bytes([Z.FLAG_LONG]) + struct.pack(">Q", len(big)) + big[:8 * MIB]
+    big = body_of(64 * MIB)  # more than the socket buffers and pipes on the way hold
+    piece = 64 << 10
     c = raw_session(zf)
-    c.send(bytes([Z.FLAG_LONG]) + struct.pack(">Q", size) + body[:128 << 10])
-    for off in range(128 << 10, 1 * MIB, 128 << 10):  # 1.75 s, a piece every 0.25 s
+    c.send(bytes([Z.FLAG_LONG]) + struct.pack(">Q", size) + body[:piece])
+    for off in range(piece, 1 * MIB, piece):  # 3.75 s, a piece every 0.25 s
         time.sleep(0.25)
-        c.send(body[off:off + (128 << 10)])
+        c.send(body[off:off + piece])
     os.kill(w.proc.pid, signal.SIGSTOP)
+    sent = 0
     try:
-        c.send(rest)
-        time.sleep(1.3)
+        c.send(body[1 * MIB:] + bytes([Z.FLAG_LONG]) + struct.pack(">Q", len(big)))
+        # Non-blocking: a send that takes nothing means zmtpfw stopped reading
+        # (its pipe and buffers towards the worker are full). The silence that
+        # follows is the worker's, not the client's.
+        c.sock.setblocking(False)
+        t0 = progress = time.monotonic()
+        while time.monotonic() - progress < 1.5 * idle_ms / 1000:
+            assert sent < len(big), "64 MiB went through a stopped worker: no backpressure"
+            assert time.monotonic() - t0 < 20, "the client was never blocked for 1.5 idle periods"
+            try:
+                sent += c.sock.send(big[sent:sent + (1 << 20)])
+                progress = time.monotonic()
+            except BlockingIOError:
+                select.select([], [c.sock], [], 0.05)
+        c.sock.setblocking(True)
     finally:
         os.kill(w.proc.pid, signal.SIGCONT)
-    c.send(big[8 * MIB:])
-    wait_until(lambda: len(w.messages()) >= 2, 15, interval=0.1, what="both frames")
+    c.send(big[sent:])
+    wait_until(lambda: len(w.messages()) >= 2, 20, interval=0.1, what="both frames")
     assert w.messages() == [[digest(body)], [digest(big)]]
     # Once both are through, the connection is idle for real and may close
     # while the worker records them: only a close before both counts.
@@ -314,6 +332,11 @@ def test_fast_path_keeps_every_check(start_worker, splice_fw, marker, case):
     else:
         assert c.wait_closed(5)
         zf.wait_event("close", 5, reason=case)
-        time.sleep(0.3)
-        assert w.messages() == [ok]
+        # a new connection's message, sent after this one closed, comes
+        # after anything of it that went through
+        s2 = raw_session(zf)
+        s2.send(Z.encode_frame(b'{"sentinel":1}'))
+        w.wait_message([b'{"sentinel":1}'])
+        s2.close()
+        assert w.messages() == [ok, [b'{"sentinel":1}']]
     assert not marker.exists()
