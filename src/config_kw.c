@@ -74,6 +74,8 @@ static const char *const cfg_format_names[] = { "json", "text", NULL };
  * PLAIN is not implemented, so they are refused rather than passed blind. */
 static const char *const cfg_mechanisms[] = { "NULL", NULL };
 
+static void cfg_kw_store(void *dst, size_t size, uint64_t v);
+
 /* Route names show up in every log line and metric label: keep them
  * plain. */
 static int cfg_kw_name(struct cfg_ctx *x, const config_setting_t *s, const struct cfg_kw *kw,
@@ -107,6 +109,25 @@ static int cfg_kw_user(struct cfg_ctx *x, const config_setting_t *s, const struc
 		if (!isalnum((unsigned char)v[i]) && v[i] != '_' && v[i] != '-' && v[i] != '.')
 			return cfg_fail(x, s, "user: '%s' is not a user name", v);
 	memcpy(dst, v, n + 1);
+	return 0;
+}
+
+/* threads = N or "auto" (0 in the field: one per online core, counted at
+ * start, so -t does not depend on the checking host). */
+static int cfg_kw_threads(struct cfg_ctx *x, const config_setting_t *s, const struct cfg_kw *kw,
+			  void *dst)
+{
+	uint64_t n = 0;
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		const char *v = config_setting_get_string(s);
+		if (strcmp(v, "auto") != 0)
+			return cfg_fail(x, s, "threads: expected an integer %llu..%llu or \"auto\", "
+					"got \"%s\"", (unsigned long long)kw->min,
+					(unsigned long long)kw->max, v);
+	} else if (cfg_uint(x, s, kw->min, kw->max, kw->why, &n) != 0) {
+		return -1;
+	}
+	cfg_kw_store(dst, kw->size, n);
 	return 0;
 }
 
@@ -158,6 +179,9 @@ static const struct cfg_kw cfg_kw_table[] = {
 	  RELOAD },
 	{ .name = "max_memory", TOP(max_memory),
 	  UINT(1u << 20, CFG_SIZE_LIMIT, CONFIG_DEF_MAX_MEMORY), RELOAD },
+	/* Event loops are started once: each binds every route. */
+	{ .name = "threads", TOP(threads), .kind = KW_FN, .fn = cfg_kw_threads, .flat = true,
+	  .min = 1, .max = CONFIG_MAX_THREADS, .def = 1, RESTART },
 	{ .name = "reload_closes_disallowed", TOP(reload_closes_disallowed), .kind = KW_BOOL,
 	  .def = false, RELOAD },
 	{ .name = "routes", .scope = CONFIG_SCOPE_TOP, .kind = KW_ROUTES, RELOAD },
@@ -389,6 +413,8 @@ void cfg_kw_defaults(enum config_scope scope, void *base)
 			*(size_t *)(void *)((char *)base + kw->count_off) = 1;
 		} else if (kw->kind == KW_GROUP) {
 			cfg_kw_defaults(kw->sub, base);
+		} else if (kw->kind == KW_FN && kw->flat && kw->def) {
+			cfg_kw_store(dst, kw->size, kw->def); /* an integer field (threads) */
 		}
 	}
 }

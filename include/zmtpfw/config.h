@@ -15,6 +15,7 @@
 #define CONFIG_MAX_ROUTES 256
 #define CONFIG_MAX_MECHS 4
 #define CONFIG_MAX_SOCKET_TYPES 24
+#define CONFIG_MAX_THREADS 64 /* event loops: metrics shards and memory slots are sized by it */
 
 enum config_mode { CONFIG_MODE_ENFORCE = 0, CONFIG_MODE_LOG_ONLY };
 enum config_pickle { CONFIG_PICKLE_DROP = 0, CONFIG_PICKLE_ALLOW };
@@ -95,6 +96,7 @@ struct config {
 	uint32_t drain_timeout_ms;       /* SIGTERM: wait this long for messages in flight */
 	uint64_t max_memory;             /* process-wide buffered bytes; over it the
 					    biggest connection closes (reason memory) */
+	uint32_t threads;                /* event loops; 0: "auto", one per online core */
 	bool reload_closes_disallowed;   /* SIGHUP: close live peers the new allow refuses */
 	struct config_route *routes;     /* n_routes entries */
 	size_t n_routes;

@@ -361,7 +361,16 @@ static const struct {
 	{ OPS_ROUTE("max_connections_per_peer = -1;"), 3, "max_connections_per_peer: -1 out of range" },
 	{ OPS_ROUTE("splice = false;"), 0, NULL },
 	{ OPS_ROUTE("splice = 0;"), 3, "splice: expected true or false, got an integer" },
-	{ "threads = 2;\n" OPS_ROUTE(""), 1, "unknown key 'threads'" },
+	/* threads: top level, 1..CONFIG_MAX_THREADS or "auto" (0) */
+	{ "threads = 2;\n" OPS_ROUTE(""), 0, NULL },
+	{ "threads = \"auto\";\n" OPS_ROUTE(""), 0, NULL },
+	{ "threads = 64;\n" OPS_ROUTE(""), 0, NULL },
+	{ "threads = 0;\n" OPS_ROUTE(""), 1, "threads: 0 out of range 1..64" },
+	{ "threads = 65;\n" OPS_ROUTE(""), 1, "threads: 65 out of range 1..64" },
+	{ "threads = \"all\";\n" OPS_ROUTE(""), 1,
+	  "threads: expected an integer 1..64 or \"auto\", got \"all\"" },
+	{ "threads = true;\n" OPS_ROUTE(""), 1, "threads: expected an integer, got a boolean" },
+	{ OPS_ROUTE("threads = 2;"), 3, "unknown key 'threads' in route" },
 	/* max_memory: top level, 1 MiB..2^62 */
 	{ "max_memory = 1048576;\n" OPS_ROUTE(""), 0, NULL },
 	{ "max_memory = 4611686018427387904L;\n" OPS_ROUTE(""), 0, NULL },
@@ -635,7 +644,7 @@ static void test_kw_table(void)
 			      (kw.scope == CONFIG_SCOPE_LOG || kw.scope == CONFIG_SCOPE_METRICS),
 		      "row %s: group", kw.name);
 	}
-	CHECK(n >= 30 && restart == 1, "%zu rows, %zu restart-only (user)", n, restart);
+	CHECK(n >= 30 && restart == 2, "%zu rows, %zu restart-only (user, threads)", n, restart);
 	for (size_t u = 0; u < sizeof(unknown) / sizeof(unknown[0]); u++) {
 		struct config *c = config_load_buffer(unknown[u].text, strlen(unknown[u].text), "mem",
 						      err, sizeof(err));
@@ -689,6 +698,7 @@ static void test_kw_reload(void)
 		goto out;
 	CHECK(config_kw_keep_restart_only(nc, run, restart_cb, seen) == 1, "one key kept");
 	CHECK(strcmp(seen, "user@-") == 0, "warned '%s'", seen);
+	CHECK(run->threads == 1 && nc->threads == 1, "threads defaults to 1");
 	CHECK(strcmp(nc->user, "alice") == 0 && nc->drain_timeout_ms == 2000 &&
 		      nc->max_memory == 2097152 && nc->routes[0].max_scan_bytes == 512 &&
 		      !nc->routes[0].splice,
@@ -701,6 +711,18 @@ static void test_kw_reload(void)
 	CHECK(config_kw_keep_restart_only(none, run, restart_cb, seen) == 1 &&
 		      strcmp(none->user, "alice") == 0,
 	      "user removed: '%s' '%s'", seen, none->user);
+	/* threads is restart-only too: "auto" (0) over 2 is kept at 2. */
+	struct config *t2 = mem("threads = 2;\n" OPS_ROUTE(""));
+	struct config *ta = mem("threads = \"auto\";\n" OPS_ROUTE(""));
+	seen[0] = '\0';
+	if (t2 && ta) {
+		CHECK(ta->threads == 0, "auto is 0");
+		CHECK(config_kw_keep_restart_only(ta, t2, restart_cb, seen) == 1 &&
+			      strcmp(seen, "threads@-") == 0 && ta->threads == 2,
+		      "threads kept: '%s' %u", seen, ta->threads);
+	}
+	config_free(t2);
+	config_free(ta);
 out:
 	config_free(run);
 	config_free(nc);
