@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -34,16 +35,37 @@
 				      * a 64 KiB frame gains nothing from a pipe round trip */
 #define CONN_SPLICE_BUDGET (4u << 20) /* per pump call, so one body cannot starve others */
 
-static uint64_t conn_id_seq;
+static _Atomic uint64_t conn_id_seq; /* shared by every event loop */
 
-/* Every live connection and the bytes they hold, for the memory budget. */
-static TAILQ_HEAD(conn_all_list, conn) conn_all = TAILQ_HEAD_INITIALIZER(conn_all);
-static uint64_t conn_mem_total;
-static uint64_t conn_mem_limit = CONFIG_DEF_MAX_MEMORY;
+/* The memory budget across event loops. Each loop (thread) keeps its own
+ * connections' list and counts what they hold in its own slot (single
+ * writer: plain load and store); the process total is the sum. `biggest`
+ * is an upper bound of its biggest holder (raised as a holder grows,
+ * made exact when the loop looks): a loop over the budget closes its own
+ * biggest only when no other loop may hold a bigger one, and wakes that
+ * loop otherwise (conn_on_mem_wake), which looks again. Each hop makes
+ * one bound exact, so the biggest holder of the process is the one
+ * closed. */
+struct conn_thread {
+	_Atomic uint64_t held;          /* bytes this loop's connections hold */
+	_Atomic uint64_t biggest;       /* >= its biggest connection's mem */
+	struct event *_Atomic wake;     /* runs conn_on_mem_wake on that loop; NULL: none */
+	char pad[64 - 2 * sizeof(uint64_t) - sizeof(void *)];
+};
+static struct conn_thread conn_threads[CONFIG_MAX_THREADS];
+static _Atomic unsigned conn_n_threads = 1; /* slots in use */
+static _Atomic uint64_t conn_mem_limit = CONFIG_DEF_MAX_MEMORY;
+static _Thread_local unsigned conn_self;  /* this thread's slot; 0: main loop */
+/* This loop's live connections (initialised on first use: a thread-local
+ * head has no constant initialiser). */
+static _Thread_local TAILQ_HEAD(conn_all_list, conn) conn_all;
+
+#define CONN_LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define CONN_STORE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
 
 uint64_t conn_next_id(void)
 {
-	return ++conn_id_seq;
+	return atomic_fetch_add_explicit(&conn_id_seq, 1, memory_order_relaxed) + 1;
 }
 
 void conn_format_peer(const struct sockaddr *sa, char *buf, size_t len)
@@ -138,9 +160,8 @@ static void conn_side_free(struct side *s)
 
 void conn_set_max_memory(uint64_t bytes)
 {
-	struct metrics_route *g = metrics_global();
-	metrics_gauge(g, METRICS_MEMORY_LIMIT, (int64_t)(bytes - g->v[METRICS_MEMORY_LIMIT][0]));
-	conn_mem_limit = bytes;
+	metrics_set(metrics_global(), METRICS_MEMORY_LIMIT, bytes);
+	CONN_STORE(conn_mem_limit, bytes);
 }
 
 /* Bytes c holds in user space: frames waiting for a verdict or a slot in
@@ -161,30 +182,48 @@ static uint64_t conn_mem_of(const struct conn *c)
  * (mem.c), which buffered bytes understate; never less than those. */
 static uint64_t conn_mem_used(void)
 {
-	uint64_t used = mem_libevent_bytes();
-	return used > conn_mem_total ? used : conn_mem_total;
+	uint64_t used = mem_libevent_bytes(), total = 0;
+	unsigned n = CONN_LOAD(conn_n_threads);
+	for (unsigned i = 0; i < n; i++)
+		total += CONN_LOAD(conn_threads[i].held);
+	return used > total ? used : total;
 }
 
 static void conn_mem_set(struct conn *c, uint64_t now)
 {
-	struct metrics_route *g = metrics_global();
-	conn_mem_total = conn_mem_total - c->mem + now;
+	struct conn_thread *t = &conn_threads[conn_self];
+	CONN_STORE(t->held, CONN_LOAD(t->held) - c->mem + now);
 	c->mem = now;
-	metrics_gauge(g, METRICS_MEMORY, (int64_t)(conn_mem_used() - g->v[METRICS_MEMORY][0]));
+	if (now > CONN_LOAD(t->biggest))
+		CONN_STORE(t->biggest, now); /* keep the bound */
+	metrics_set(metrics_global(), METRICS_MEMORY, conn_mem_used());
 }
 
-/* Only reads grow what buffers hold, so the check follows each read
- * callback; until then a read adds at most CONN_READ_BUDGET. Closes
- * the biggest holder (maybe c) until the total fits: a few connections
- * holding much lose them, not everyone. Returns false when c was closed. */
-static bool conn_mem_check(struct conn *c)
+/* While the process is over the budget, close its biggest holder: this
+ * loop's own, or wake the loop that may hold a bigger one (see struct
+ * conn_thread) and leave it to that loop. Returns false when c (may be
+ * NULL) was closed. */
+static bool conn_mem_enforce(struct conn *c)
 {
-	conn_mem_set(c, conn_mem_of(c));
-	while (conn_mem_used() > conn_mem_limit) {
+	while (conn_mem_used() > CONN_LOAD(conn_mem_limit)) {
 		struct conn *big = NULL, *x;
+		unsigned n = CONN_LOAD(conn_n_threads), other = conn_self;
 		TAILQ_FOREACH(x, &conn_all, all)
 			if (!big || x->mem > big->mem)
 				big = x;
+		uint64_t most = big ? big->mem : 0;
+		CONN_STORE(conn_threads[conn_self].biggest, most); /* exact now */
+		for (unsigned i = 0; i < n; i++) {
+			struct event *w = atomic_load(&conn_threads[i].wake);
+			if (i != conn_self && w && CONN_LOAD(conn_threads[i].biggest) > most) {
+				most = CONN_LOAD(conn_threads[i].biggest);
+				other = i;
+			}
+		}
+		if (other != conn_self) {
+			event_active(atomic_load(&conn_threads[other].wake), EV_TIMEOUT, 1);
+			return true;
+		}
 		if (!big || big->mem == 0)
 			break;
 		big->close_reason = "memory";
@@ -194,6 +233,50 @@ static bool conn_mem_check(struct conn *c)
 			return false;
 	}
 	return true;
+}
+
+/* Only reads grow what buffers hold, so the check follows each read
+ * callback; until then a read adds at most CONN_READ_BUDGET. Closes
+ * the biggest holder (maybe c) until the total fits: a few connections
+ * holding much lose them, not everyone. Returns false when c was closed. */
+static bool conn_mem_check(struct conn *c)
+{
+	conn_mem_set(c, conn_mem_of(c));
+	return conn_mem_enforce(c);
+}
+
+/* Another loop over the budget found that this one may hold the biggest. */
+static void conn_on_mem_wake(evutil_socket_t fd, short what, void *arg)
+{
+	(void)conn_mem_enforce(NULL);
+}
+
+static void conn_all_init(void)
+{
+	if (conn_all.tqh_last == NULL)
+		TAILQ_INIT(&conn_all);
+}
+
+int conn_thread_start(unsigned idx, struct event_base *base)
+{
+	struct event *w;
+
+	if (idx >= CONFIG_MAX_THREADS || (w = event_new(base, -1, 0, conn_on_mem_wake, NULL)) == NULL)
+		return -1;
+	conn_self = idx;
+	conn_all_init();
+	unsigned n = atomic_load(&conn_n_threads);
+	while (n < idx + 1 && !atomic_compare_exchange_weak(&conn_n_threads, &n, idx + 1))
+		;
+	atomic_store(&conn_threads[idx].wake, w);
+	return 0;
+}
+
+void conn_thread_stop(void)
+{
+	struct event *w = atomic_exchange(&conn_threads[conn_self].wake, NULL);
+	if (w)
+		event_free(w);
 }
 
 void conn_close(struct conn *c)
@@ -674,6 +757,7 @@ void conn_start(struct conn *c, bool would_reject)
 	const struct sockaddr *sa = (const struct sockaddr *)&c->peer_sa;
 	int one = 1;
 
+	conn_all_init();
 	TAILQ_INSERT_TAIL(&conn_all, c, all);
 	metrics_add(c->m, METRICS_CONN_ACCEPTED, METRICS_DIR_NONE, 1);
 	metrics_gauge(c->m, METRICS_CONN_ACTIVE, 1);

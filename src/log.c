@@ -7,9 +7,10 @@
  * output is valid JSON whatever bytes were sent, and a line that does not fit
  * is cut at a field boundary and marked "truncated":true.
  *
- * Thread safety: log_setup must run before other threads log; log_event_v
- * is reentrant, except that one struct log_ratelimit must not be used by two
- * threads at once (zmtpfw keeps it in the route's state, on the loop thread).
+ * Thread safety: log_setup may run while other threads log (the level
+ * and format are atomics); log_event_v is reentrant, except that one
+ * struct log_ratelimit must not be used by two threads at once (zmtpfw
+ * keeps it in the route's state, one per route and event loop).
  */
 #include "zmtpfw/log.h"
 
@@ -35,8 +36,10 @@
 #define LOG_RL_TOTAL_RATE 200.0
 #define LOG_RL_TOTAL_BURST 1000.0
 
-static enum log_level log_min = LOG_INFO;
-static enum log_format log_fmt = LOG_FORMAT_JSON;
+/* Set by a reload on the main thread while other loops log: atomics
+ * (relaxed: a line formatted with the previous level or format is fine). */
+static _Atomic enum log_level log_min = LOG_INFO;
+static _Atomic enum log_format log_fmt = LOG_FORMAT_JSON;
 
 static const char *const log_level_names[] = { "debug", "info", "warn", "error" };
 

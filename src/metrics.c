@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,20 +63,60 @@ static const struct metrics_def metrics_defs[METRICS_COUNT] = {
 };
 
 struct metrics_reason_series {
-	struct metrics_reason_series *next; /* per-route list, in first-use order */
+	struct metrics_reason_series *_Atomic next; /* per-route list, in first-use order */
 	enum metrics_id id;                 /* metric it belongs to */
 	enum metrics_dir dir;               /* METRICS_DIR_NONE without a direction label */
-	uint64_t v;                         /* the count */
+	_Atomic uint64_t v;                 /* the count (one writer: the entry's loop) */
 	char reason[METRICS_REASON_MAX_LEN]; /* a copy: callers' strings need not outlive us */
 };
 
-/* Registry: every route entry, in creation order (rendering order). */
-static struct metrics_route *metrics_head, **metrics_tail = &metrics_head;
-static unsigned metrics_n_routes;
+/* Registry: the first entry of every route name, in creation order
+ * (rendering order); the other loops' entries hang off shard_next. Changed
+ * under metrics_lock, walked by the scraper without it (release/acquire). */
+static struct metrics_route *_Atomic metrics_head;
+static struct metrics_route *_Atomic *metrics_tail = &metrics_head;
+static unsigned metrics_n_routes; /* names, for the bound */
 static bool metrics_full_logged; /* "registry full" is logged once */
 static struct metrics_route metrics_global_entry; /* no route label; never in the list */
+static pthread_mutex_t metrics_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Thread_local unsigned metrics_shard; /* this thread's loop */
+
+#define METRICS_NEXT(p) atomic_load_explicit(&(p), memory_order_acquire)
+
+void metrics_thread_shard(unsigned idx)
+{
+	metrics_shard = idx;
+}
 
 /* ---- registry ---- */
+
+static struct metrics_route *metrics_route_new(const char *name)
+{
+	struct metrics_route *r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return NULL;
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->shard = metrics_shard;
+	/* Live by default: entries are created for routes of the config being
+	 * applied, so a caller that never calls begin_update still sees the
+	 * active gauge. */
+	r->live = true;
+	return r;
+}
+
+/* The calling loop's entry among the shards of the name's first entry. */
+static struct metrics_route *metrics_route_shard(struct metrics_route *first)
+{
+	struct metrics_route *r = first, *_Atomic *pp = &first->shard_next;
+	if (r->shard == metrics_shard)
+		return r;
+	for (; (r = METRICS_NEXT(*pp)) != NULL; pp = &r->shard_next)
+		if (r->shard == metrics_shard)
+			return r;
+	if ((r = metrics_route_new(first->name)) != NULL)
+		atomic_store_explicit(pp, r, memory_order_release);
+	return r;
+}
 
 struct metrics_route *metrics_route_get(const char *name)
 {
@@ -83,9 +124,12 @@ struct metrics_route *metrics_route_get(const char *name)
 
 	if (name == NULL)
 		name = "";
+	pthread_mutex_lock(&metrics_lock);
 	for (r = metrics_head; r; r = r->next)
-		if (strncmp(r->name, name, sizeof(r->name) - 1) == 0)
-			return r;
+		if (strncmp(r->name, name, sizeof(r->name) - 1) == 0) {
+			r = metrics_route_shard(r);
+			goto out;
+		}
 	if (metrics_n_routes >= METRICS_MAX_ROUTES) {
 		if (!metrics_full_logged) {
 			log_event(LOG_ERROR, NULL, NULL, "error", LOG_STR("reason", "metrics-full"),
@@ -93,18 +137,15 @@ struct metrics_route *metrics_route_get(const char *name)
 				  LOG_U64("limit", METRICS_MAX_ROUTES), LOG_END);
 			metrics_full_logged = true;
 		}
-		return NULL;
+		goto out; /* r is NULL */
 	}
-	if ((r = calloc(1, sizeof(*r))) == NULL)
-		return NULL;
-	snprintf(r->name, sizeof(r->name), "%s", name);
-	/* Live by default: entries are created for routes of the config being
-	 * applied, so a caller that never calls begin_update still sees the
-	 * active gauge. */
-	r->live = true;
-	*metrics_tail = r;
+	if ((r = metrics_route_new(name)) == NULL)
+		goto out;
+	atomic_store_explicit(metrics_tail, r, memory_order_release);
 	metrics_tail = &r->next;
 	metrics_n_routes++;
+out:
+	pthread_mutex_unlock(&metrics_lock);
 	return r;
 }
 
@@ -115,14 +156,23 @@ struct metrics_route *metrics_global(void)
 
 void metrics_routes_begin_update(void)
 {
+	pthread_mutex_lock(&metrics_lock);
 	for (struct metrics_route *r = metrics_head; r; r = r->next)
 		r->live = false;
+	pthread_mutex_unlock(&metrics_lock);
 }
 
 void metrics_route_set_live(struct metrics_route *r)
 {
-	if (r)
-		r->live = true;
+	if (r == NULL)
+		return;
+	/* the name's first entry carries the flag for every shard */
+	pthread_mutex_lock(&metrics_lock);
+	for (struct metrics_route *f = metrics_head; f; f = f->next)
+		if (strcmp(f->name, r->name) == 0)
+			f->live = true;
+	r->live = true;
+	pthread_mutex_unlock(&metrics_lock);
 }
 
 /* The entry for (id, dir, reason), created when missing. Past
@@ -132,7 +182,7 @@ static struct metrics_reason_series *metrics_reason_find(struct metrics_route *r
 							 enum metrics_id id, enum metrics_dir dir,
 							 const char *reason)
 {
-	struct metrics_reason_series **pp, *s;
+	struct metrics_reason_series *_Atomic *pp, *s;
 
 	for (;;) {
 		for (pp = &r->reasons; (s = *pp) != NULL; pp = &s->next)
@@ -148,7 +198,9 @@ static struct metrics_reason_series *metrics_reason_find(struct metrics_route *r
 	s->id = id;
 	s->dir = dir;
 	snprintf(s->reason, sizeof(s->reason), "%s", reason);
-	*pp = s; /* append: first-use order, stable across scrapes */
+	/* append: first-use order, stable across scrapes; published whole to
+	 * a scraper walking the list */
+	atomic_store_explicit(pp, s, memory_order_release);
 	r->n_reasons++;
 	return s;
 }
@@ -163,11 +215,12 @@ void metrics_add_reason(struct metrics_route *r, enum metrics_id id, enum metric
 	if ((unsigned)dir >= METRICS_DIR_COUNT || !(metrics_defs[id].labels & METRICS_L_DIR))
 		dir = METRICS_DIR_NONE;
 	if (!(metrics_defs[id].labels & (METRICS_L_REASON | METRICS_L_RESULT))) {
-		r->v[id][dir] += n;
+		metrics_add(r, id, dir, n);
 		return;
 	}
 	if ((s = metrics_reason_find(r, id, dir, reason ? reason : "unknown")) != NULL)
-		s->v += n;
+		atomic_store_explicit(&s->v, atomic_load_explicit(&s->v, memory_order_relaxed) + n,
+				      memory_order_relaxed);
 }
 
 static void metrics_route_clear_reasons(struct metrics_route *r)
@@ -188,6 +241,11 @@ void metrics_free_all(void)
 
 	for (r = metrics_head; r; r = next) {
 		next = r->next;
+		for (struct metrics_route *sh = r->shard_next, *sn; sh; sh = sn) {
+			sn = sh->shard_next;
+			metrics_route_clear_reasons(sh);
+			free(sh);
+		}
 		metrics_route_clear_reasons(r);
 		free(r);
 	}
@@ -266,29 +324,75 @@ static int metrics_put_series(struct evbuffer *out, const struct metrics_def *d,
 	return evbuffer_add_printf(out, " %" PRIu64 "\n", v) < 0 ? -1 : 0;
 }
 
-/* Reason (or result) series of metric id in r. */
+/* Sums over the shards of a name (first and its shard_next chain). */
+static uint64_t metrics_sum(const struct metrics_route *first, enum metrics_id id, int dir)
+{
+	uint64_t n = 0;
+	for (const struct metrics_route *r = first; r; r = METRICS_NEXT(r->shard_next))
+		n += atomic_load_explicit(&r->v[id][dir], memory_order_relaxed);
+	return n;
+}
+
+static const struct metrics_reason_series *metrics_reason_in(const struct metrics_route *r,
+							     enum metrics_id id, int dir,
+							     const char *reason)
+{
+	for (const struct metrics_reason_series *s = METRICS_NEXT(r->reasons); s;
+	     s = METRICS_NEXT(s->next))
+		if (s->id == id && (dir < 0 || (int)s->dir == dir) && strcmp(s->reason, reason) == 0)
+			return s;
+	return NULL;
+}
+
+/* dir < 0: any direction (result series have none). */
+static uint64_t metrics_reason_sum(const struct metrics_route *first, enum metrics_id id, int dir,
+				   const char *reason)
+{
+	uint64_t n = 0;
+	for (const struct metrics_route *r = first; r; r = METRICS_NEXT(r->shard_next)) {
+		const struct metrics_reason_series *s = metrics_reason_in(r, id, dir, reason);
+		if (s)
+			n += atomic_load_explicit(&s->v, memory_order_relaxed);
+	}
+	return n;
+}
+
+/* Reason (or result) series of metric id, summed over the shards of
+ * first: each series once, where it first appears (shard order, then
+ * first-use order). */
 static int metrics_put_reasons(struct evbuffer *out, const struct metrics_def *d,
-			       enum metrics_id id, const struct metrics_route *r, const char *route,
-			       const char *skip1, const char *skip2)
+			       enum metrics_id id, const struct metrics_route *first,
+			       const char *route, const char *skip1, const char *skip2)
 {
 	const char *key = (d->labels & METRICS_L_RESULT) ? "result" : "reason";
 
-	for (const struct metrics_reason_series *s = r->reasons; s; s = s->next) {
-		if (s->id != id || (skip1 && strcmp(s->reason, skip1) == 0) ||
-		    (skip2 && strcmp(s->reason, skip2) == 0))
-			continue;
-		struct metrics_labels l = {
-			.route = route,
-			.direction = (d->labels & METRICS_L_DIR) ? metrics_dir_names[s->dir] : NULL,
-			.reason_key = key,
-			.reason = s->reason,
-		};
-		if (metrics_put_series(out, d, &l, s->v) < 0)
-			return -1;
-	}
+	for (const struct metrics_route *r = first; r; r = METRICS_NEXT(r->shard_next))
+		for (const struct metrics_reason_series *s = METRICS_NEXT(r->reasons); s;
+		     s = METRICS_NEXT(s->next)) {
+			bool seen = false;
+			if (s->id != id || (skip1 && strcmp(s->reason, skip1) == 0) ||
+			    (skip2 && strcmp(s->reason, skip2) == 0))
+				continue;
+			for (const struct metrics_route *e = first; e != r && !seen;
+			     e = METRICS_NEXT(e->shard_next))
+				seen = metrics_reason_in(e, id, (int)s->dir, s->reason) != NULL;
+			if (seen)
+				continue;
+			struct metrics_labels l = {
+				.route = route,
+				.direction = (d->labels & METRICS_L_DIR) ? metrics_dir_names[s->dir]
+									 : NULL,
+				.reason_key = key,
+				.reason = s->reason,
+			};
+			if (metrics_put_series(out, d, &l,
+					       metrics_reason_sum(first, id, (int)s->dir, s->reason)) < 0)
+				return -1;
+		}
 	/* Counted with metrics_add by mistake: show it rather than lose it. */
 	for (int dir = 0; dir < METRICS_DIR_COUNT; dir++) {
-		if (r->v[id][dir] == 0)
+		uint64_t v = metrics_sum(first, id, dir);
+		if (v == 0)
 			continue;
 		struct metrics_labels l = {
 			.route = route,
@@ -296,22 +400,13 @@ static int metrics_put_reasons(struct evbuffer *out, const struct metrics_def *d
 			.reason_key = key,
 			.reason = "none",
 		};
-		if (metrics_put_series(out, d, &l, r->v[id][dir]) < 0)
+		if (metrics_put_series(out, d, &l, v) < 0)
 			return -1;
 	}
 	return 0;
 }
 
-static uint64_t metrics_reason_value(const struct metrics_route *r, enum metrics_id id,
-				     const char *reason)
-{
-	for (const struct metrics_reason_series *s = r->reasons; s; s = s->next)
-		if (s->id == id && strcmp(s->reason, reason) == 0)
-			return s->v;
-	return 0;
-}
-
-/* Series of one metric for one route entry. */
+/* Series of one metric for one route name (all its shards). */
 static int metrics_put_route(struct evbuffer *out, enum metrics_id id,
 			     const struct metrics_route *r)
 {
@@ -325,13 +420,13 @@ static int metrics_put_route(struct evbuffer *out, enum metrics_id id,
 		for (int dir = 0; dir < METRICS_DIR_COUNT; dir++) {
 			struct metrics_labels l = { .route = r->name,
 						    .direction = metrics_dir_names[dir] };
-			if (metrics_put_series(out, d, &l, r->v[id][dir]) < 0)
+			if (metrics_put_series(out, d, &l, metrics_sum(r, id, dir)) < 0)
 				return -1;
 		}
 		return 0;
 	}
 	struct metrics_labels l = { .route = r->name };
-	return metrics_put_series(out, d, &l, r->v[id][0]);
+	return metrics_put_series(out, d, &l, metrics_sum(r, id, 0));
 }
 
 static int metrics_put_family(struct evbuffer *out, enum metrics_id id)
@@ -352,16 +447,16 @@ static int metrics_put_family(struct evbuffer *out, enum metrics_id id)
 		const char *res[] = { METRICS_RESULT_SUCCESS, METRICS_RESULT_FAILURE };
 		for (size_t i = 0; i < 2; i++) {
 			struct metrics_labels l = { .reason_key = "result", .reason = res[i] };
-			if (metrics_put_series(out, d, &l, metrics_reason_value(g, id, res[i])) < 0)
+			if (metrics_put_series(out, d, &l, metrics_reason_sum(g, id, -1, res[i])) < 0)
 				return -1;
 		}
 		return metrics_put_reasons(out, d, id, g, NULL, res[0], res[1]);
 	}
 	if (!(d->labels & METRICS_L_ROUTE)) {
 		struct metrics_labels l = { 0 };
-		return metrics_put_series(out, d, &l, g->v[id][0]);
+		return metrics_put_series(out, d, &l, metrics_sum(g, id, 0));
 	}
-	for (const struct metrics_route *r = metrics_head; r; r = r->next)
+	for (const struct metrics_route *r = METRICS_NEXT(metrics_head); r; r = METRICS_NEXT(r->next))
 		if (metrics_put_route(out, id, r) < 0)
 			return -1;
 	return 0;

@@ -6,8 +6,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-static struct splice_pipe splice_pool[SPLICE_POOL_MAX];
-static size_t splice_pool_n;
+/* Per thread: a pipe is used and pooled by one event loop, no locking. */
+static _Thread_local struct splice_pipe splice_pool[SPLICE_POOL_MAX];
+static _Thread_local size_t splice_pool_n;
 
 bool splice_pipe_get(struct splice_pipe *p)
 {

@@ -91,10 +91,21 @@ void conn_close(struct conn *c);
 /* The same, with the reason and detail of the close line. */
 void conn_close_why(struct conn *c, const char *reason, const char *detail);
 
+struct event_base;
+
+/* The calling thread runs event loop idx (< CONFIG_MAX_THREADS) on base:
+ * its connections count in slot idx of the memory budget, and a loop over
+ * the budget wakes it through base to close its biggest holder (base must
+ * be thread-safe when there are several loops). Call on that thread before
+ * its first connection; conn_thread_stop at its end. The main loop, when
+ * alone, may skip it (slot 0, never woken). */
+int conn_thread_start(unsigned idx, struct event_base *base) __attribute__((warn_unused_result));
+void conn_thread_stop(void);
+
 /* The process memory budget (max_memory): when the bytes held in every
  * connection's buffers exceed it after a read, the connection holding the
- * most is closed (reason "memory") until the total fits. Set at start and
- * by each reload. */
+ * most is closed (reason "memory") until the total fits, whichever event
+ * loop holds it. Set at start and by each reload. */
 void conn_set_max_memory(uint64_t bytes);
 
 /* Called every CONN_DRAIN_TICK_MS while its route drains (the route's

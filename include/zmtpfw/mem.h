@@ -11,7 +11,12 @@
  * libevent function (main does, first thing). */
 void mem_init(void);
 
-/* Bytes libevent has allocated now (usable sizes), 0 before mem_init. */
+/* The calling thread counts into slot idx (< CONFIG_MAX_THREADS; one per
+ * event loop) from now on; threads that never call it use slot 0. */
+void mem_thread_slot(unsigned idx);
+
+/* Bytes libevent has allocated now (usable sizes), 0 before mem_init,
+ * summed over every thread's slot. */
 uint64_t mem_libevent_bytes(void);
 
 #endif

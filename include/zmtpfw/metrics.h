@@ -1,10 +1,14 @@
 /* metrics: counters and gauges per route, defined once in METRICS_TABLE, and
  * the HTTP endpoint that serves them (Prometheus text format) with /healthz
  * and /readyz. The relay increments plain integers; rendering happens only
- * when scraped. Single-threaded: every call runs on the event loop. */
+ * when scraped. With threads = N every event loop counts into its own
+ * shard (one entry per route name and loop, single writer: relaxed atomic
+ * stores, plain adds on x86) and a scrape sums the shards with relaxed
+ * loads. Registry changes take a mutex; they happen at start and reload. */
 #ifndef ZMTPFW_METRICS_H
 #define ZMTPFW_METRICS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -101,15 +105,24 @@ struct metrics_reason_series;
 /* Everything counted for one route name. Created on first use and kept for
  * the life of the process, so counters stay monotonic across reloads. */
 struct metrics_route {
-	struct metrics_route *next;        /* registry list, in creation order */
+	struct metrics_route *_Atomic next; /* registry list (first shard of each name), in
+					       creation order; published with release */
+	struct metrics_route *_Atomic shard_next; /* the same name's entries of other loops */
+	unsigned shard;                    /* loop that writes this entry */
 	char name[64];                     /* route name; "" for global series */
-	bool live;                         /* route present in the running config */
-	uint64_t v[METRICS_COUNT][METRICS_DIR_COUNT]; /* series without a reason */
-	struct metrics_reason_series *reasons; /* series with one, in first-use order */
+	_Atomic bool live;                 /* route present in the running config (first
+					      shard's flag counts) */
+	_Atomic uint64_t v[METRICS_COUNT][METRICS_DIR_COUNT]; /* series without a reason */
+	struct metrics_reason_series *_Atomic reasons; /* series with one, in first-use order */
 	unsigned n_reasons;                /* entries in reasons, for the bound */
 };
 
-/* Find or create the entry for a route name (new entries start live). NULL
+/* The calling thread counts into shard idx (< CONFIG_MAX_THREADS) from now
+ * on; threads that never call it use shard 0 (the main loop). */
+void metrics_thread_shard(unsigned idx);
+
+/* Find or create the entry for a route name in the calling thread's shard
+ * (new entries start live). NULL
  * on allocation failure or once METRICS_MAX_ROUTES names exist (logged
  * once; callers then skip counting). */
 struct metrics_route *metrics_route_get(const char *name);
@@ -135,15 +148,25 @@ void metrics_add_reason(struct metrics_route *r, enum metrics_id id, enum metric
 static inline void metrics_add(struct metrics_route *r, enum metrics_id id, enum metrics_dir dir,
 			       uint64_t n)
 {
+	/* one writer per entry: load + store, not a locked read-modify-write */
 	if (r)
-		r->v[id][dir] += n;
+		atomic_store_explicit(&r->v[id][dir],
+				      atomic_load_explicit(&r->v[id][dir], memory_order_relaxed) + n,
+				      memory_order_relaxed);
 }
 
 /* Gauges move both ways; stored as uint64 with wrapping arithmetic. */
 static inline void metrics_gauge(struct metrics_route *r, enum metrics_id id, int64_t delta)
 {
+	metrics_add(r, id, METRICS_DIR_NONE, (uint64_t)delta);
+}
+
+/* A gauge of the global entry any loop may set to its current value
+ * (memory): last writer wins, each writes a whole current value. */
+static inline void metrics_set(struct metrics_route *r, enum metrics_id id, uint64_t v)
+{
 	if (r)
-		r->v[id][0] += (uint64_t)delta;
+		atomic_store_explicit(&r->v[id][0], v, memory_order_relaxed);
 }
 
 /* Append the Prometheus text exposition (format 0.0.4) of everything: for

@@ -11,7 +11,7 @@
 #include <sys/types.h>
 
 #define SPLICE_PIPE_SIZE (1u << 20) /* asked of F_SETPIPE_SZ; the kernel may give less */
-#define SPLICE_POOL_MAX 16          /* idle pipes kept for reuse */
+#define SPLICE_POOL_MAX 16          /* idle pipes kept for reuse, per event loop */
 
 /* One pipe in use by one direction of one connection. */
 struct splice_pipe {
@@ -29,7 +29,8 @@ bool splice_pipe_get(struct splice_pipe *p);
  * closed otherwise (a pipe with bytes left in it is never reused). */
 void splice_pipe_put(struct splice_pipe *p);
 
-/* Close every pooled pipe (at exit, for leak checkers). */
+/* Close every pipe pooled by the calling thread (each event loop's thread
+ * at its end; the pool is per thread). */
 void splice_pool_free(void);
 
 /* Pull up to min(left, room in the pipe) bytes from fd into the pipe.
