@@ -19,6 +19,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,18 @@ static struct config *cfg_new(const char *path, enum config_mode mode, size_t n)
 	c->mode = mode;
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	return c;
+}
+
+void config_ref(struct config *c)
+{
+	atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+void config_unref(struct config *c)
+{
+	/* the last holder frees it, on whichever loop let go last */
+	if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+		config_free(c);
 }
 
 void config_free(struct config *c)

@@ -773,7 +773,9 @@ void conn_start(struct conn *c, bool would_reject)
 	if (would_reject)
 		log_event(LOG_WARN, &ctx, &r->rl, "would-reject", LOG_STR("reason", "not-allowed"),
 			  LOG_END);
-	log_event(LOG_INFO, &ctx, &r->rl, "accept", LOG_BOOL("pickle_trusted", trusted), LOG_END);
+	log_event(LOG_INFO, &ctx, &r->rl, "accept", LOG_BOOL("pickle_trusted", trusted),
+		  CONN_LOAD(conn_n_threads) > 1 ? LOG_U64("thread", conn_self) : LOG_STR("thread", NULL),
+		  LOG_END);
 
 	c->client.in = evbuffer_new();
 	c->client.out = evbuffer_new();

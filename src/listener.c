@@ -45,12 +45,13 @@ static void listener_key(const struct sockaddr *sa, uint8_t key[16])
 	}
 }
 
-static struct listener_peer **listener_peer_slot(struct listener *l, const uint8_t key[16])
+/* Under sh->lock. */
+static struct listener_peer **listener_peer_slot(struct listener_share *sh, const uint8_t key[16])
 {
 	uint32_t h = 2166136261u; /* FNV-1a */
 	for (int i = 0; i < 16; i++)
 		h = (h ^ key[i]) * 16777619u;
-	struct listener_peer **pp = &l->peers[h % LISTENER_PEER_BUCKETS];
+	struct listener_peer **pp = &sh->peers[h % LISTENER_PEER_BUCKETS];
 	while (*pp && memcmp((*pp)->addr, key, 16) != 0)
 		pp = &(*pp)->next;
 	return pp;
@@ -59,13 +60,77 @@ static struct listener_peer **listener_peer_slot(struct listener *l, const uint8
 /* A connection of this source ended (or never started). */
 static void listener_peer_release(struct listener *l, const struct sockaddr *sa)
 {
+	struct listener_share *sh = l->share;
 	uint8_t key[16];
 	listener_key(sa, key);
-	struct listener_peer **pp = listener_peer_slot(l, key), *p = *pp;
+	pthread_mutex_lock(&sh->lock);
+	struct listener_peer **pp = listener_peer_slot(sh, key), *p = *pp;
 	if (p && --p->n == 0) {
 		*pp = p->next;
 		free(p);
 	}
+	pthread_mutex_unlock(&sh->lock);
+	atomic_fetch_sub_explicit(&sh->n_conns, 1, memory_order_relaxed);
+}
+
+/* Count a connection from key against the route's limits, across event
+ * loops: the check and the count are one step (the atomic add, then the
+ * peer table under its lock), so concurrent accepts on several loops
+ * never overshoot. NULL, or the reason refused with *limit. */
+static const char *listener_admit(struct listener *l, const uint8_t key[16], uint64_t *limit)
+{
+	const struct config_route *cfg = l->cfg;
+	struct listener_share *sh = l->share;
+	const char *why = NULL;
+
+	if (atomic_fetch_add_explicit(&sh->n_conns, 1, memory_order_relaxed) >= cfg->max_connections) {
+		atomic_fetch_sub_explicit(&sh->n_conns, 1, memory_order_relaxed);
+		*limit = cfg->max_connections;
+		return "max-connections";
+	}
+	pthread_mutex_lock(&sh->lock);
+	struct listener_peer **pp = listener_peer_slot(sh, key);
+	if (cfg->max_connections_per_peer && *pp && (*pp)->n >= cfg->max_connections_per_peer) {
+		*limit = cfg->max_connections_per_peer;
+		why = "max-connections-per-peer";
+	} else if (*pp == NULL && (*pp = calloc(1, sizeof(**pp))) == NULL) {
+		/* bounded: one entry per live connection at most */
+		why = "out-of-memory";
+	} else {
+		memcpy((*pp)->addr, key, 16);
+		(*pp)->n++;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	if (why)
+		atomic_fetch_sub_explicit(&sh->n_conns, 1, memory_order_relaxed);
+	return why;
+}
+
+struct listener_share *listener_share_new(void)
+{
+	struct listener_share *sh = calloc(1, sizeof(*sh));
+	if (sh == NULL)
+		return NULL;
+	if (pthread_mutex_init(&sh->lock, NULL) != 0) {
+		free(sh);
+		return NULL;
+	}
+	sh->refs = 1;
+	return sh;
+}
+
+void listener_share_put(struct listener_share *sh)
+{
+	if (sh == NULL || atomic_fetch_sub_explicit(&sh->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	for (size_t i = 0; i < LISTENER_PEER_BUCKETS; i++)
+		while (sh->peers[i]) {
+			struct listener_peer *p = sh->peers[i];
+			sh->peers[i] = p->next;
+			free(p);
+		}
+	pthread_mutex_destroy(&sh->lock);
+	free(sh);
 }
 
 /* The route's conn_gone: a connection closed (conn_close). */
@@ -96,24 +161,15 @@ static void listener_on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	bool allowed = cidr_list_match(&cfg->allow, sa);
 	struct log_ctx ctx = { .route = cfg->name, .conn = id, .peer = peer };
 	uint8_t key[16];
+	uint64_t limit = 0;
+	const char *why;
 
 	conn_format_peer(sa, peer, sizeof(peer));
 	if (!allowed && cfg->mode != CONFIG_MODE_LOG_ONLY)
 		return listener_reject(l, &ctx, fd, "not-allowed", 0);
-	if (l->n_conns >= cfg->max_connections)
-		return listener_reject(l, &ctx, fd, "max-connections", cfg->max_connections);
 	listener_key(sa, key);
-	struct listener_peer **pp = listener_peer_slot(l, key);
-	if (cfg->max_connections_per_peer && *pp && (*pp)->n >= cfg->max_connections_per_peer)
-		return listener_reject(l, &ctx, fd, "max-connections-per-peer",
-				       cfg->max_connections_per_peer);
-	if (*pp == NULL) {
-		/* bounded: one entry per live connection at most */
-		if ((*pp = calloc(1, sizeof(**pp))) == NULL)
-			return listener_reject(l, &ctx, fd, "out-of-memory", 0);
-		memcpy((*pp)->addr, key, 16);
-	}
-	(*pp)->n++;
+	if ((why = listener_admit(l, key, &limit)) != NULL)
+		return listener_reject(l, &ctx, fd, why, limit);
 	struct conn *c = conn_new(l->route, id, fd, sa, (socklen_t)salen);
 	if (!c) {
 		listener_peer_release(l, sa);
@@ -237,33 +293,59 @@ static void listener_probe_config(struct listener *l, bool on)
 
 /* ---- lifecycle ---- */
 
-struct listener *listener_open(const struct config_route *cfg, const struct config *owner,
-			       struct event_base *base, bool probe_upstream)
+int listener_bind(const struct config_route *cfg, bool reuseport)
+{
+	struct log_ctx ctx = { .route = cfg->name };
+	const struct config_addr *a = &cfg->listen;
+	int one = 1, fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	/* what evconnlistener_new_bind with LEV_OPT_REUSEABLE does, plus
+	 * SO_REUSEPORT: every loop binds the address, the kernel spreads */
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
+	    bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0) {
+		log_event(LOG_ERROR, &ctx, NULL, "error", LOG_STR("reason", "listen"),
+			  LOG_STR("listen", a->text), LOG_STR("detail", strerror(errno)), LOG_END);
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+struct listener *listener_open(const struct config_route *cfg, struct config *owner,
+			       struct event_base *base, bool probe_upstream, int fd,
+			       struct listener_share *share, int thread)
 {
 	struct log_ctx ctx = { .route = cfg->name };
 	struct listener *l = calloc(1, sizeof(*l));
 
-	if (!l)
+	if (!l) {
+		close(fd);
 		return NULL;
+	}
 	l->cfg = cfg;
 	l->owner = owner;
+	config_ref(owner);
+	l->share = share;
+	atomic_fetch_add(&share->refs, 1);
+	l->thread = thread;
 	l->probe_fd = -1;
 	TAILQ_INIT(&l->conns);
 	if (!(l->route = route_new(cfg, base, listener_conn_gone, l))) {
-		free(l);
+		close(fd);
+		listener_free(l, "internal");
 		return NULL;
 	}
-	l->lev = evconnlistener_new_bind(base, listener_on_accept, l,
-					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-						 LEV_OPT_CLOSE_ON_EXEC,
-					 LISTENER_BACKLOG, (const struct sockaddr *)&cfg->listen.sa,
-					 (int)cfg->listen.len);
+	l->lev = evconnlistener_new(base, listener_on_accept, l,
+				    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, LISTENER_BACKLOG, fd);
 	if (!l->lev) {
 		log_event(LOG_ERROR, &ctx, NULL, "error", LOG_STR("reason", "listen"),
 			  LOG_STR("listen", cfg->listen.text), LOG_STR("detail", strerror(errno)),
 			  LOG_END);
-		route_free(l->route);
-		free(l);
+		close(fd);
+		listener_free(l, "internal");
 		return NULL;
 	}
 	evconnlistener_set_error_cb(l->lev, listener_on_error);
@@ -277,17 +359,20 @@ struct listener *listener_open(const struct config_route *cfg, const struct conf
 	log_event(LOG_INFO, &ctx, NULL, "listening", LOG_STR("listen", cfg->listen.text),
 		  LOG_STR("upstream", cfg->upstream.text),
 		  LOG_STR("mode", cfg->mode == CONFIG_MODE_LOG_ONLY ? "log-only" : "enforce"),
-		  LOG_STR("pickle", cfg->pickle == CONFIG_PICKLE_ALLOW ? "allow" : "drop"), LOG_END);
+		  LOG_STR("pickle", cfg->pickle == CONFIG_PICKLE_ALLOW ? "allow" : "drop"),
+		  thread >= 0 ? LOG_U64("thread", thread) : LOG_STR("thread", NULL), LOG_END);
 	return l;
 }
 
 void listener_update(struct listener *l, const struct config_route *cfg,
-		     const struct config *owner, bool probe_upstream, bool close_disallowed)
+		     struct config *owner, bool probe_upstream, bool close_disallowed)
 {
 	bool upstream_changed = l->cfg->upstream.len != cfg->upstream.len ||
 				memcmp(&l->cfg->upstream.sa, &cfg->upstream.sa, cfg->upstream.len);
 
 	l->cfg = cfg;
+	config_ref(owner);
+	config_unref(l->owner);
 	l->owner = owner;
 	route_update(l->route, cfg);
 	if (upstream_changed || (l->probe != LISTENER_PROBE_OFF) != probe_upstream)
@@ -346,12 +431,8 @@ void listener_free(struct listener *l, const char *reason)
 		event_free(l->probe_timer);
 	if (l->resume_timer)
 		event_free(l->resume_timer);
-	for (size_t i = 0; i < LISTENER_PEER_BUCKETS; i++)
-		while (l->peers[i]) {
-			struct listener_peer *p = l->peers[i];
-			l->peers[i] = p->next;
-			free(p);
-		}
 	route_free(l->route);
+	listener_share_put(l->share);
+	config_unref(l->owner);
 	free(l);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "zmtpfw/config.h"
 #include "zmtpfw/log.h"
@@ -148,6 +149,13 @@ int main(int argc, char **argv)
 
 	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
 	struct event *sigev[3] = { NULL, NULL, NULL };
+	/* several loops: libevent's locks (event_active from the main thread
+	 * on another loop); one loop keeps the lock-free base of before */
+	if (server_threads(cfg) > 1 && evthread_use_pthreads() < 0) {
+		fprintf(stderr, "zmtpfw: cannot enable libevent threads\n");
+		config_free(cfg);
+		return 1;
+	}
 	struct event_base *base = event_base_new();
 	struct server *srv = NULL;
 	if (!base) {

@@ -2,6 +2,7 @@
 #include "zmtpfw/server.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -16,72 +17,29 @@
 #include "zmtpfw/conn.h"
 #include "zmtpfw/listener.h"
 #include "zmtpfw/log.h"
+#include "zmtpfw/loop.h"
 #include "zmtpfw/metrics.h"
 
-/* A config snapshot kept alive while a listener still points into it. */
-struct server_snapshot {
-	struct server_snapshot *next;
-	struct config *cfg;
-};
-
 struct server {
-	struct event_base *base;
-	struct config *cfg;              /* in force */
-	struct server_snapshot *old;     /* earlier snapshots still referenced */
-	struct listener *listeners;      /* live and retired */
+	struct event_base *base;         /* the main thread's: loop 0, signals, /metrics */
+	struct config *cfg;              /* in force (one config_ref hold) */
+	struct loop *loops[CONFIG_MAX_THREADS]; /* loop 0 runs on the main thread */
+	unsigned n_loops;
 	struct metrics_http *http;       /* NULL when metrics are off */
-	struct event *sweep;             /* frees retired listeners once empty (1 s) */
-	struct event *drain_tick;        /* CONN_DRAIN_TICK_MS while draining */
-	struct event *drain_deadline;    /* drain_timeout_ms */
 	bool draining;
-	uint64_t drain_forced;           /* connections cut by the deadline */
 };
 
+/* Every loop's connections (the routes' shared counts). */
 static uint32_t server_conns(const struct server *s)
 {
 	uint32_t n = 0;
-	for (const struct listener *l = s->listeners; l; l = l->next)
-		n += l->n_conns;
+	for (const struct listener *l = loop_listeners(s->loops[0]); l; l = l->next)
+		if (!l->retired)
+			n += atomic_load(&l->share->n_conns);
 	return n;
 }
 
-static bool server_referenced(const struct server *s, const struct config *c)
-{
-	for (const struct listener *l = s->listeners; l; l = l->next)
-		if (l->owner == c)
-			return true;
-	return false;
-}
-
-/* Free retired listeners without connections, then unreferenced snapshots. */
-static void server_collect(struct server *s)
-{
-	for (struct listener **pp = &s->listeners; *pp;) {
-		struct listener *l = *pp;
-		if (l->retired && l->n_conns == 0) {
-			*pp = l->next;
-			listener_free(l, "shutdown");
-		} else {
-			pp = &l->next;
-		}
-	}
-	for (struct server_snapshot **pp = &s->old; *pp;) {
-		struct server_snapshot *o = *pp;
-		if (!server_referenced(s, o->cfg)) {
-			*pp = o->next;
-			config_free(o->cfg);
-			free(o);
-		} else {
-			pp = &o->next;
-		}
-	}
-}
-
-static void server_on_sweep(evutil_socket_t fd, short what, void *arg)
-{
-	server_collect(arg);
-}
-
+/* /readyz: loop 0's listeners (this thread's) stand for every loop's. */
 static bool server_ready(void *arg, struct evbuffer *why)
 {
 	struct server *s = arg;
@@ -91,7 +49,7 @@ static bool server_ready(void *arg, struct evbuffer *why)
 		evbuffer_add_printf(why, "draining\n");
 		return false;
 	}
-	for (const struct listener *l = s->listeners; l; l = l->next) {
+	for (const struct listener *l = loop_listeners(s->loops[0]); l; l = l->next) {
 		if (l->retired)
 			continue;
 		if (!l->lev) {
@@ -163,47 +121,129 @@ static int server_drop_privileges(const struct config *c)
 	return 0;
 }
 
+unsigned server_threads(const struct config *cfg)
+{
+	long n = cfg->threads ? (long)cfg->threads : sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > CONFIG_MAX_THREADS ? CONFIG_MAX_THREADS : (unsigned)n;
+}
+
+static bool server_has(const struct config *c, const struct config_addr *listen)
+{
+	for (size_t i = 0; c && i < c->n_routes; i++)
+		if (server_same_addr(&c->routes[i].listen, listen))
+			return true;
+	return false;
+}
+
+static void server_free_applies(struct loop_apply **a, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		if (!a[i])
+			continue;
+		for (size_t k = 0; k < a[i]->n_new; k++) {
+			if (a[i]->new_routes[k].fd >= 0)
+				close(a[i]->new_routes[k].fd);
+			listener_share_put(a[i]->new_routes[k].share);
+		}
+		config_unref(a[i]->cfg);
+		free(a[i]);
+		a[i] = NULL;
+	}
+}
+
+/* One apply per loop for nc: every route whose address no loop listens on
+ * yet is bound here, once per loop (SO_REUSEPORT when several), so a bind
+ * failure is known before anything changes. 0, or -1 with err written. */
+static int server_prepare(struct server *s, struct config *nc, struct loop_apply **a, char *err,
+			  size_t errlen)
+{
+	size_t n_new = 0;
+	for (size_t i = 0; i < nc->n_routes; i++)
+		n_new += !server_has(s->cfg, &nc->routes[i].listen);
+	for (unsigned t = 0; t < s->n_loops; t++) {
+		a[t] = calloc(1, sizeof(*a[t]) + n_new * sizeof(a[t]->new_routes[0]));
+		if (!a[t]) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		a[t]->cfg = nc;
+		config_ref(nc);
+		a[t]->probe = t == 0 && server_probe(nc);
+		a[t]->close_disallowed = nc->reload_closes_disallowed;
+	}
+	for (size_t i = 0; i < nc->n_routes; i++) {
+		const struct config_route *r = &nc->routes[i];
+		if (server_has(s->cfg, &r->listen))
+			continue;
+		struct listener_share *sh = listener_share_new();
+		for (unsigned t = 0; t < s->n_loops; t++) {
+			struct loop_route *lr = &a[t]->new_routes[a[t]->n_new++];
+			lr->cfg = r;
+			lr->fd = sh ? listener_bind(r, s->n_loops > 1) : -1;
+			lr->share = sh;
+			if (sh)
+				atomic_fetch_add(&sh->refs, 1);
+			if (lr->fd < 0) {
+				listener_share_put(sh);
+				snprintf(err, errlen, "%s:%d: route '%s': cannot listen on %s",
+					 nc->path, r->line, r->name, r->listen.text);
+				return -1;
+			}
+		}
+		listener_share_put(sh);
+	}
+	return 0;
+}
+
+/* Hand each loop its apply (loop 0 now, on this thread). */
+static void server_commit(struct server *s, struct loop_apply **a)
+{
+	for (unsigned t = 0; t < s->n_loops; t++) {
+		loop_run(s->loops[t], loop_apply, a[t]);
+		a[t] = NULL;
+	}
+}
+
 struct server *server_start(struct event_base *base, struct config *cfg)
 {
 	struct server *s = calloc(1, sizeof(*s));
-	struct timeval sec = { 1, 0 };
+	struct loop_apply *a[CONFIG_MAX_THREADS] = { NULL };
+	char err[1024];
 
 	if (!s) {
 		config_free(cfg);
 		return NULL;
 	}
 	s->base = base;
-	s->cfg = cfg;
+	s->n_loops = server_threads(cfg);
+	for (unsigned t = 0; t < s->n_loops; t++)
+		if (!(s->loops[t] = loop_new(t, t == 0 ? base : NULL, s->n_loops == 1)))
+			goto fail;
 	conn_set_max_memory(cfg->max_memory);
 	server_mark_live(cfg);
-	for (size_t i = 0; i < cfg->n_routes; i++) {
-		struct listener *l = listener_open(&cfg->routes[i], cfg, base, server_probe(cfg));
-		if (!l)
+	if (server_prepare(s, cfg, a, err, sizeof(err)) < 0)
+		goto fail;
+	s->cfg = cfg;
+	config_ref(cfg);
+	cfg = NULL;
+	if (loop_start(s->loops[0]) < 0)
+		goto fail;
+	server_commit(s, a);
+	if (s->cfg->metrics_enabled &&
+	    !(s->http = metrics_http_start(base, &s->cfg->metrics_listen, server_ready, s)))
+		goto fail;
+	/* every socket is bound: drop privileges before any other thread runs */
+	if (server_drop_privileges(s->cfg) < 0)
+		goto fail;
+	for (unsigned t = 1; t < s->n_loops; t++)
+		if (loop_start(s->loops[t]) < 0)
 			goto fail;
-		l->next = s->listeners;
-		s->listeners = l;
-	}
-	if (cfg->metrics_enabled &&
-	    !(s->http = metrics_http_start(base, &cfg->metrics_listen, server_ready, s)))
-		goto fail;
-	s->sweep = event_new(base, -1, EV_PERSIST, server_on_sweep, s);
-	if (!s->sweep || event_add(s->sweep, &sec) < 0)
-		goto fail;
-	if (server_drop_privileges(cfg) < 0)
-		goto fail;
 	return s;
 fail:
+	server_free_applies(a, s->n_loops);
+	if (cfg)
+		config_free(cfg);
 	server_free(s);
-	return NULL;
-}
-
-/* ---- reload ---- */
-
-static struct listener *server_find(struct server *s, const struct config_addr *listen)
-{
-	for (struct listener *l = s->listeners; l; l = l->next)
-		if (!l->retired && server_same_addr(&l->cfg->listen, listen))
-			return l;
 	return NULL;
 }
 
@@ -231,7 +271,7 @@ int server_reload(struct server *s)
 {
 	char err[1024];
 	struct config *nc;
-	struct listener *added = NULL;
+	struct loop_apply *a[CONFIG_MAX_THREADS] = { NULL };
 	struct metrics_http *http = s->http;
 	size_t kept = 0, opened = 0, retired = 0;
 
@@ -242,22 +282,14 @@ int server_reload(struct server *s)
 	nc = config_load_file(s->cfg->path, err, sizeof(err));
 	if (!nc)
 		return server_reload_fail(err);
+	config_ref(nc); /* the server's hold */
 
+	/* Restart-only keys first: kept routes take their running values with
+	 * the rest of the new snapshot. */
+	config_kw_keep_restart_only(nc, s->cfg, server_restart_only, NULL);
 	/* Bind everything new first: a failure leaves the running set as is. */
-	for (size_t i = 0; i < nc->n_routes; i++) {
-		if (server_find(s, &nc->routes[i].listen))
-			continue;
-		struct listener *l = listener_open(&nc->routes[i], nc, s->base, server_probe(nc));
-		if (!l) {
-			snprintf(err, sizeof(err), "%s:%d: route '%s': cannot listen on %s",
-				 nc->path, nc->routes[i].line, nc->routes[i].name,
-				 nc->routes[i].listen.text);
-			goto fail;
-		}
-		l->next = added;
-		added = l;
-		opened++;
-	}
+	if (server_prepare(s, nc, a, err, sizeof(err)) < 0)
+		goto fail;
 	bool metrics_moved = nc->metrics_enabled != s->cfg->metrics_enabled ||
 			     (nc->metrics_enabled &&
 			      !server_same_addr(&nc->metrics_listen, &s->cfg->metrics_listen));
@@ -270,146 +302,67 @@ int server_reload(struct server *s)
 		}
 	}
 
-	/* Commit. Restart-only keys first: kept routes take their running
-	 * values with the rest of the new snapshot. */
-	config_kw_keep_restart_only(nc, s->cfg, server_restart_only, NULL);
-	for (struct listener *l = s->listeners; l; l = l->next) {
-		if (l->retired)
-			continue;
-		const struct config_route *r = NULL;
-		for (size_t i = 0; i < nc->n_routes && !r; i++)
-			if (server_same_addr(&nc->routes[i].listen, &l->cfg->listen))
-				r = &nc->routes[i];
-		if (r) {
-			listener_update(l, r, nc, server_probe(nc), nc->reload_closes_disallowed);
-			kept++;
-		} else {
-			struct log_ctx ctx = { .route = l->cfg->name };
-			log_event(LOG_INFO, &ctx, NULL, "route-removed",
-				  LOG_STR("listen", l->cfg->listen.text),
-				  LOG_U64("connections", l->n_conns), LOG_END);
-			listener_retire(l);
-			retired++;
-		}
-	}
-	while (added) {
-		struct listener *l = added;
-		added = l->next;
-		l->next = s->listeners;
-		s->listeners = l;
-	}
+	/* Commit. */
+	for (size_t i = 0; i < nc->n_routes; i++)
+		server_has(s->cfg, &nc->routes[i].listen) ? kept++ : opened++;
+	for (size_t i = 0; i < s->cfg->n_routes; i++)
+		retired += !server_has(nc, &s->cfg->routes[i].listen);
+	server_commit(s, a);
 	if (metrics_moved) {
 		if (s->http)
 			metrics_http_stop(s->http);
 		s->http = nc->metrics_enabled ? http : NULL;
 	}
 	log_setup(nc->log_level, nc->log_format);
-	struct server_snapshot *o = malloc(sizeof(*o));
-	if (o) {
-		o->cfg = s->cfg;
-		o->next = s->old;
-		s->old = o;
-	} else if (!server_referenced(s, s->cfg)) {
-		config_free(s->cfg);
-	} /* else: leaks one snapshot rather than freeing one in use */
+	config_unref(s->cfg);
 	s->cfg = nc;
 	conn_set_max_memory(nc->max_memory);
 	server_mark_live(nc);
-	server_collect(s);
 	log_event(LOG_INFO, NULL, NULL, "reload", LOG_STR("result", "ok"),
 		  LOG_STR("file", nc->path), LOG_U64("routes", nc->n_routes), LOG_U64("kept", kept),
 		  LOG_U64("added", opened), LOG_U64("removed", retired), LOG_END);
 	metrics_add_reason(metrics_global(), METRICS_RELOADS, METRICS_DIR_NONE, "success", 1);
 	return 0;
 fail:
-	while (added) {
-		struct listener *l = added;
-		added = l->next;
-		listener_free(l, "shutdown");
-	}
+	server_free_applies(a, s->n_loops);
 	if (http && http != s->http)
 		metrics_http_stop(http);
-	config_free(nc);
+	config_unref(nc);
 	return server_reload_fail(err);
 }
 
 /* ---- drain ---- */
 
-static void server_drain_done(struct server *s)
-{
-	event_del(s->drain_tick);
-	event_del(s->drain_deadline);
-	log_event(LOG_INFO, NULL, NULL, "drain", LOG_STR("result", "done"),
-		  LOG_U64("forced", s->drain_forced), LOG_END);
-	event_base_loopexit(s->base, NULL);
-}
-
-static void server_on_drain_tick(evutil_socket_t fd, short what, void *arg)
-{
-	struct server *s = arg;
-	for (struct listener *l = s->listeners; l; l = l->next)
-		listener_drain_tick(l);
-	if (server_conns(s) == 0)
-		server_drain_done(s);
-}
-
-static void server_on_drain_deadline(evutil_socket_t fd, short what, void *arg)
-{
-	struct server *s = arg;
-	for (struct listener *l = s->listeners; l; l = l->next)
-		s->drain_forced += listener_close_all(l, "drain-timeout");
-	server_drain_done(s);
-}
-
 void server_drain(struct server *s)
 {
-	struct timeval tick = { 0, CONN_DRAIN_TICK_MS * 1000 };
-	struct timeval deadline = { s->cfg->drain_timeout_ms / 1000,
-				    (s->cfg->drain_timeout_ms % 1000) * 1000 };
-
 	if (s->draining) { /* a second signal: stop now */
 		event_base_loopexit(s->base, NULL);
+		for (unsigned t = 1; t < s->n_loops; t++)
+			event_base_loopexit(loop_base(s->loops[t]), NULL);
 		return;
 	}
 	s->draining = true;
 	log_event(LOG_INFO, NULL, NULL, "drain", LOG_STR("result", "started"),
 		  LOG_U64("connections", server_conns(s)),
 		  LOG_U64("timeout_ms", s->cfg->drain_timeout_ms), LOG_END);
-	for (struct listener *l = s->listeners; l; l = l->next)
-		listener_drain(l);
-	s->drain_tick = event_new(s->base, -1, EV_PERSIST, server_on_drain_tick, s);
-	s->drain_deadline = evtimer_new(s->base, server_on_drain_deadline, s);
-	if (!s->drain_tick || !s->drain_deadline || event_add(s->drain_tick, &tick) < 0 ||
-	    event_add(s->drain_deadline, &deadline) < 0) {
-		event_base_loopexit(s->base, NULL);
-		return;
-	}
-	server_on_drain_tick(-1, 0, s); /* idle connections go at once */
+	/* each loop drains its own connections and leaves its event loop;
+	 * loop 0 leaving ends main's dispatch, server_free waits for the rest */
+	for (unsigned t = s->n_loops; t-- > 0;)
+		loop_run(s->loops[t], loop_drain, (void *)(uintptr_t)s->cfg->drain_timeout_ms);
 }
 
 void server_free(struct server *s)
 {
+	uint64_t forced = 0;
 	if (!s)
 		return;
-	while (s->listeners) {
-		struct listener *l = s->listeners;
-		s->listeners = l->next;
-		listener_free(l, "shutdown");
-	}
+	for (unsigned t = s->n_loops; t-- > 0;)
+		forced += loop_stop(s->loops[t]);
+	if (s->draining)
+		log_event(LOG_INFO, NULL, NULL, "drain", LOG_STR("result", "done"),
+			  LOG_U64("forced", forced), LOG_END);
 	if (s->http)
 		metrics_http_stop(s->http);
-	if (s->sweep)
-		event_free(s->sweep);
-	if (s->drain_tick)
-		event_free(s->drain_tick);
-	if (s->drain_deadline)
-		event_free(s->drain_deadline);
-	while (s->old) {
-		struct server_snapshot *o = s->old;
-		s->old = o->next;
-		config_free(o->cfg);
-		free(o);
-	}
-	config_free(s->cfg);
+	config_unref(s->cfg);
 	free(s);
 }

@@ -3,6 +3,7 @@
 #ifndef ZMTPFW_CONFIG_H
 #define ZMTPFW_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -101,6 +102,8 @@ struct config {
 	struct config_route *routes;     /* n_routes entries */
 	size_t n_routes;
 	char path[512];                  /* file it came from, "" for flags */
+	_Atomic unsigned refs;           /* holders besides the loader (config_ref); 0 when
+					    new: the creator calls config_ref if it shares it */
 };
 
 /* Load and validate a file. On error returns NULL and writes
@@ -121,6 +124,12 @@ struct config *config_load_buffer(const char *text, size_t n, const char *name, 
 				  size_t errlen) __attribute__((warn_unused_result));
 
 void config_free(struct config *c);
+
+/* Shared snapshots (every event loop's listeners point into the one in
+ * force): config_ref takes a hold, config_unref drops one and frees the
+ * snapshot with the last. Thread-safe. */
+void config_ref(struct config *c);
+void config_unref(struct config *c);
 
 /* Parse "HOST:PORT", "[V6]:PORT", "*:PORT" (TCP) or, when allow_unix,
  * "unix:/path". Returns 0 or -1 with a static message in *err. */

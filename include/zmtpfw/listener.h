@@ -5,6 +5,8 @@
 #ifndef ZMTPFW_LISTENER_H
 #define ZMTPFW_LISTENER_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
@@ -16,6 +18,7 @@ struct evconnlistener;
 struct event;
 struct conn;
 struct listener_peer;
+struct listener_share;
 struct route;
 
 /* Result of the last upstream probe (for /readyz). */
@@ -33,7 +36,7 @@ struct listener {
 	struct listener *next;          /* the server's list */
 	const struct config_route *cfg; /* entry of the config snapshot in force for it
 					   (= route->cfg, read by the server) */
-	const struct config *owner;     /* that snapshot (kept alive while referenced) */
+	struct config *owner;           /* that snapshot (a config_ref hold while referenced) */
 	struct route *route;            /* handed to each connection; outlives them */
 	struct evconnlistener *lev;     /* NULL once retired */
 	struct event *resume_timer;     /* re-enables accepting after an accept error */
@@ -41,15 +44,38 @@ struct listener {
 	struct event *probe_ev;         /* probe connect in progress */
 	int probe_fd;                   /* -1 when no probe runs */
 	enum listener_probe probe;      /* upstream reachability for /readyz */
-	uint32_t n_conns;               /* live connections, for max_connections */
+	uint32_t n_conns;               /* this loop's live connections of the route */
 	TAILQ_HEAD(listener_conns, conn) conns; /* their list: only listener.c walks it */
-	struct listener_peer *peers[LISTENER_PEER_BUCKETS]; /* live connections per source */
+	struct listener_share *share;   /* the route's counts across event loops */
 	bool retired;                   /* route gone from the config: no accepts */
+	int thread;                     /* event loop, for the logs; -1 when alone */
 };
 
-/* Allocate, bind and listen; logs "listening". NULL on failure (logged). */
-struct listener *listener_open(const struct config_route *cfg, const struct config *owner,
-			       struct event_base *base, bool probe_upstream)
+/* What every event loop's listener of one route shares, so the limits are
+ * exact across loops: the live connections (max_connections) and the
+ * per-source counts (max_connections_per_peer). Reference-counted: each
+ * listener holds one, the creator one until it lets go. */
+struct listener_share {
+	_Atomic uint32_t refs;
+	_Atomic uint32_t n_conns;       /* every loop's live connections of the route */
+	pthread_mutex_t lock;           /* peers */
+	struct listener_peer *peers[LISTENER_PEER_BUCKETS]; /* live connections per source */
+};
+struct listener_share *listener_share_new(void) __attribute__((warn_unused_result));
+void listener_share_put(struct listener_share *sh);
+
+/* A bound, not yet listening, socket for a route's address (SO_REUSEADDR,
+ * SO_KEEPALIVE; SO_REUSEPORT when several event loops each bind it), or
+ * -1 (logged). */
+int listener_bind(const struct config_route *cfg, bool reuseport)
+	__attribute__((warn_unused_result));
+
+/* Listen on fd (from listener_bind; closed on failure) on base and take a
+ * hold on owner and share; logs "listening" (with thread when thread >= 0).
+ * NULL on failure (logged). */
+struct listener *listener_open(const struct config_route *cfg, struct config *owner,
+			       struct event_base *base, bool probe_upstream, int fd,
+			       struct listener_share *share, int thread)
 	__attribute__((warn_unused_result));
 
 /* Take over a new snapshot's entry for the same listen address. Existing
@@ -57,7 +83,7 @@ struct listener *listener_open(const struct config_route *cfg, const struct conf
  * they do next (the route's generation tells them), the allowlist to new
  * connections (and, with close_disallowed, to live ones as well). */
 void listener_update(struct listener *l, const struct config_route *cfg,
-		     const struct config *owner, bool probe_upstream, bool close_disallowed);
+		     struct config *owner, bool probe_upstream, bool close_disallowed);
 
 /* Stop accepting; connections continue. */
 void listener_retire(struct listener *l);

@@ -10,6 +10,10 @@
 struct event_base;
 struct server;
 
+/* Event loops the config asks for ("auto": online cores), 1..64. Main
+ * calls evthread_use_pthreads before creating its base when above 1. */
+unsigned server_threads(const struct config *cfg);
+
 /* Bind every route and the metrics endpoint, then drop privileges (user =).
  * Takes ownership of cfg. NULL on failure (logged; cfg freed). */
 struct server *server_start(struct event_base *base, struct config *cfg)

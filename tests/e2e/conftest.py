@@ -190,8 +190,11 @@ def _lc_value(v):
 
 
 def render_config(routes, mode="enforce", level="debug"):
-    """libconfig text for the given route dicts."""
+    """libconfig text for the given route dicts. With ZMTPFW_THREADS=N in
+    the environment every generated config runs N event loops."""
     out = [f'mode = "{mode}";', f'log = {{ level = "{level}"; format = "json"; }};', "routes = ("]
+    if os.environ.get("ZMTPFW_THREADS"):
+        out.insert(0, f'threads = {int(os.environ["ZMTPFW_THREADS"])};')
     for i, r in enumerate(routes):
         out.append("  {")
         for k, v in r.items():

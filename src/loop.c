@@ -1,0 +1,314 @@
+/* loop: an event loop's listeners, commands from the main thread, drain. */
+#include "zmtpfw/loop.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "zmtpfw/conn.h"
+#include "zmtpfw/listener.h"
+#include "zmtpfw/log.h"
+#include "zmtpfw/mem.h"
+#include "zmtpfw/metrics.h"
+#include "zmtpfw/splice.h"
+
+/* A command posted by the main thread. */
+struct loop_cmd {
+	struct loop_cmd *next;
+	void (*fn)(struct loop *l, void *arg);
+	void *arg;
+};
+
+struct loop {
+	unsigned idx;
+	bool alone;                  /* the only loop: logs carry no thread */
+	bool own_thread;             /* runs on a thread of its own (idx > 0) */
+	bool started;                /* that thread runs */
+	pthread_t tid;
+	struct event_base *base;
+	struct listener *listeners;  /* live and retired */
+	struct event *sweep;         /* frees retired listeners once empty (1 s) */
+	struct event *cmd_ev;        /* runs the posted commands */
+	pthread_mutex_t lock;        /* cmds */
+	struct loop_cmd *cmds, **cmds_tail;
+	struct event *drain_tick;    /* CONN_DRAIN_TICK_MS while draining */
+	struct event *drain_deadline;
+	_Atomic uint64_t forced;     /* connections the drain deadline cut */
+};
+
+static _Thread_local struct loop *loop_self; /* the loop running on this thread */
+
+static bool loop_same_addr(const struct config_addr *a, const struct config_addr *b)
+{
+	return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
+}
+
+static int loop_thread_id(const struct loop *l)
+{
+	return l->alone ? -1 : (int)l->idx;
+}
+
+/* Free retired listeners without connections. */
+static void loop_collect(struct loop *l)
+{
+	for (struct listener **pp = &l->listeners; *pp;) {
+		struct listener *x = *pp;
+		if (x->retired && x->n_conns == 0) {
+			*pp = x->next;
+			listener_free(x, "shutdown");
+		} else {
+			pp = &x->next;
+		}
+	}
+}
+
+static void loop_on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	loop_collect(arg);
+}
+
+static void loop_on_cmd(evutil_socket_t fd, short what, void *arg)
+{
+	struct loop *l = arg;
+	pthread_mutex_lock(&l->lock);
+	struct loop_cmd *c = l->cmds;
+	l->cmds = NULL;
+	l->cmds_tail = &l->cmds;
+	pthread_mutex_unlock(&l->lock);
+	while (c) {
+		struct loop_cmd *next = c->next;
+		c->fn(l, c->arg);
+		free(c);
+		c = next;
+	}
+}
+
+struct loop *loop_new(unsigned idx, struct event_base *base, bool alone)
+{
+	struct timeval sec = { 1, 0 };
+	struct loop *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return NULL;
+	l->idx = idx;
+	l->alone = alone;
+	l->own_thread = base == NULL;
+	l->cmds_tail = &l->cmds;
+	pthread_mutex_init(&l->lock, NULL);
+	l->base = base ? base : event_base_new();
+	if (!l->base)
+		goto fail;
+	l->sweep = event_new(l->base, -1, EV_PERSIST, loop_on_sweep, l);
+	l->cmd_ev = event_new(l->base, -1, 0, loop_on_cmd, l);
+	if (!l->sweep || !l->cmd_ev || event_add(l->sweep, &sec) < 0)
+		goto fail;
+	if (!l->own_thread)
+		loop_self = l;
+	return l;
+fail:
+	(void)loop_stop(l);
+	return NULL;
+}
+
+static void *loop_main(void *arg)
+{
+	struct loop *l = arg;
+	loop_self = l;
+	mem_thread_slot(l->idx);
+	metrics_thread_shard(l->idx);
+	if (conn_thread_start(l->idx, l->base) < 0) {
+		log_event(LOG_ERROR, NULL, NULL, "error", LOG_STR("reason", "internal"),
+			  LOG_U64("thread", l->idx), LOG_STR("detail", "loop setup failed"), LOG_END);
+		return NULL;
+	}
+	loop_on_cmd(-1, 0, l); /* what was posted before the thread ran */
+	event_base_dispatch(l->base);
+	/* everything of this loop is freed on its own thread */
+	while (l->listeners) {
+		struct listener *x = l->listeners;
+		l->listeners = x->next;
+		listener_free(x, "shutdown");
+	}
+	conn_thread_stop();
+	splice_pool_free();
+	return NULL;
+}
+
+int loop_start(struct loop *l)
+{
+	if (!l->own_thread)
+		return conn_thread_start(l->idx, l->base);
+	if (pthread_create(&l->tid, NULL, loop_main, l) != 0)
+		return -1;
+	l->started = true;
+	return 0;
+}
+
+void loop_run(struct loop *l, void (*fn)(struct loop *l, void *arg), void *arg)
+{
+	if (l == loop_self || !l->own_thread) {
+		fn(l, arg);
+		return;
+	}
+	struct loop_cmd *c = calloc(1, sizeof(*c));
+	if (!c) { /* cannot reach that loop: say so rather than lose it */
+		log_event(LOG_ERROR, NULL, NULL, "error", LOG_STR("reason", "internal"),
+			  LOG_U64("thread", l->idx), LOG_STR("detail", "command lost: out of memory"),
+			  LOG_END);
+		return;
+	}
+	c->fn = fn;
+	c->arg = arg;
+	pthread_mutex_lock(&l->lock);
+	*l->cmds_tail = c;
+	l->cmds_tail = &c->next;
+	pthread_mutex_unlock(&l->lock);
+	event_active(l->cmd_ev, EV_TIMEOUT, 1); /* thread-safe: evthread_use_pthreads */
+}
+
+void loop_apply(struct loop *l, void *arg)
+{
+	struct loop_apply *a = arg;
+	const struct config *nc = a->cfg;
+
+	for (struct listener *x = l->listeners; x; x = x->next) {
+		if (x->retired)
+			continue;
+		const struct config_route *r = NULL;
+		for (size_t i = 0; i < nc->n_routes && !r; i++)
+			if (loop_same_addr(&nc->routes[i].listen, &x->cfg->listen))
+				r = &nc->routes[i];
+		if (r) {
+			listener_update(x, r, a->cfg, a->probe, a->close_disallowed);
+			continue;
+		}
+		if (l->idx == 0) { /* one line per route, not per loop */
+			struct log_ctx ctx = { .route = x->cfg->name };
+			log_event(LOG_INFO, &ctx, NULL, "route-removed",
+				  LOG_STR("listen", x->cfg->listen.text),
+				  LOG_U64("connections", x->n_conns), LOG_END);
+		}
+		listener_retire(x);
+	}
+	for (size_t i = 0; i < a->n_new; i++) {
+		struct loop_route *nr = &a->new_routes[i];
+		struct listener *x = listener_open(nr->cfg, a->cfg, l->base, a->probe, nr->fd,
+						   nr->share, loop_thread_id(l));
+		listener_share_put(nr->share);
+		if (x) {
+			x->next = l->listeners;
+			l->listeners = x;
+		}
+	}
+	config_unref(a->cfg);
+	free(a);
+	loop_collect(l);
+}
+
+/* ---- drain ---- */
+
+static uint32_t loop_conns(const struct loop *l)
+{
+	uint32_t n = 0;
+	for (const struct listener *x = l->listeners; x; x = x->next)
+		n += x->n_conns;
+	return n;
+}
+
+static void loop_drain_done(struct loop *l)
+{
+	event_del(l->drain_tick);
+	event_del(l->drain_deadline);
+	event_base_loopexit(l->base, NULL);
+}
+
+static void loop_on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct loop *l = arg;
+	for (struct listener *x = l->listeners; x; x = x->next)
+		listener_drain_tick(x);
+	if (loop_conns(l) == 0)
+		loop_drain_done(l);
+}
+
+static void loop_on_drain_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct loop *l = arg;
+	for (struct listener *x = l->listeners; x; x = x->next)
+		l->forced += listener_close_all(x, "drain-timeout");
+	loop_drain_done(l);
+}
+
+void loop_drain(struct loop *l, void *arg)
+{
+	uint64_t ms = (uintptr_t)arg;
+	struct timeval tick = { 0, CONN_DRAIN_TICK_MS * 1000 };
+	struct timeval deadline = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
+	for (struct listener *x = l->listeners; x; x = x->next)
+		listener_drain(x);
+	l->drain_tick = event_new(l->base, -1, EV_PERSIST, loop_on_drain_tick, l);
+	l->drain_deadline = evtimer_new(l->base, loop_on_drain_deadline, l);
+	if (!l->drain_tick || !l->drain_deadline || event_add(l->drain_tick, &tick) < 0 ||
+	    event_add(l->drain_deadline, &deadline) < 0) {
+		event_base_loopexit(l->base, NULL);
+		return;
+	}
+	loop_on_drain_tick(-1, 0, l); /* idle connections go at once */
+}
+
+struct listener *loop_listeners(struct loop *l)
+{
+	return l->listeners;
+}
+
+struct event_base *loop_base(const struct loop *l)
+{
+	return l->base;
+}
+
+unsigned loop_index(const struct loop *l)
+{
+	return l->idx;
+}
+
+uint64_t loop_stop(struct loop *l)
+{
+	uint64_t forced;
+	if (!l)
+		return 0;
+	if (l->started) {
+		/* a loop still running (no drain, or a second signal) stops now */
+		event_base_loopexit(l->base, NULL);
+		pthread_join(l->tid, NULL);
+	}
+	while (l->listeners) {
+		struct listener *x = l->listeners;
+		l->listeners = x->next;
+		listener_free(x, "shutdown");
+	}
+	if (!l->own_thread)
+		conn_thread_stop();
+	while (l->cmds) { /* never ran: only applies, which own holds */
+		struct loop_cmd *c = l->cmds;
+		l->cmds = c->next;
+		free(c);
+	}
+	if (l->sweep)
+		event_free(l->sweep);
+	if (l->cmd_ev)
+		event_free(l->cmd_ev);
+	if (l->drain_tick)
+		event_free(l->drain_tick);
+	if (l->drain_deadline)
+		event_free(l->drain_deadline);
+	if (l->own_thread && l->base)
+		event_base_free(l->base);
+	pthread_mutex_destroy(&l->lock);
+	forced = l->forced;
+	free(l);
+	return forced;
+}
