@@ -27,6 +27,7 @@ struct server {
 	unsigned n_loops;
 	struct metrics_http *http;       /* NULL when metrics are off */
 	bool draining;
+	bool stopped;                    /* a second signal cut the drain short */
 };
 
 /* Every loop's connections (the routes' shared counts). */
@@ -336,6 +337,7 @@ fail:
 void server_drain(struct server *s)
 {
 	if (s->draining) { /* a second signal: stop now */
+		s->stopped = true;
 		event_base_loopexit(s->base, NULL);
 		for (unsigned t = 1; t < s->n_loops; t++)
 			event_base_loopexit(loop_base(s->loops[t]), NULL);
@@ -358,7 +360,7 @@ void server_free(struct server *s)
 		return;
 	for (unsigned t = s->n_loops; t-- > 0;)
 		forced += loop_stop(s->loops[t]);
-	if (s->draining)
+	if (s->draining && !s->stopped)
 		log_event(LOG_INFO, NULL, NULL, "drain", LOG_STR("result", "done"),
 			  LOG_U64("forced", forced), LOG_END);
 	if (s->http)
