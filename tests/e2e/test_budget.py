@@ -125,8 +125,10 @@ def test_memory_budget_closes_the_biggest_holder(procs, workdir, start_worker, z
     s.send_multipart([b"legit", b"2"])
     w.wait_message([b"legit", b"2"], 10)
     wait_until(lambda: gauge(zf, "zmtpfw_memory_bytes") < MIB, 10, what="memory released")
-    # RSS: the budget, one read callback over it, and the allocator's slack.
-    assert rss_kib(zf.proc.pid) - base_rss < (48 + 32) * 1024
+    # RSS: the budget, one read callback over it, and the allocator's slack
+    # (not under ASan, whose quarantine keeps freed chains mapped).
+    if os.environ.get("ZMTPFW_SANITIZE") != "1":
+        assert rss_kib(zf.proc.pid) - base_rss < (48 + 32) * 1024
     assert not w.messages() or all(m[0] == b"legit" for m in w.messages())
     a.close()
     b.close()
