@@ -165,6 +165,14 @@ static uint64_t conn_mem_used(void)
 	return used > conn_mem_total ? used : conn_mem_total;
 }
 
+/* What closing c would free: what its buffers' chains occupy as allocated
+ * (mem_own), or their bytes when that is more (outside mem_init). */
+static uint64_t conn_mem_held(const struct conn *c, uint64_t bytes)
+{
+	uint64_t a = c->alloc > 0 ? (uint64_t)c->alloc : 0;
+	return a > bytes ? a : bytes;
+}
+
 static void conn_mem_set(struct conn *c, uint64_t now)
 {
 	struct metrics_route *g = metrics_global();
@@ -174,18 +182,26 @@ static void conn_mem_set(struct conn *c, uint64_t now)
 }
 
 /* Only reads grow what buffers hold, so the check follows each read
- * callback; until then a read adds at most CONN_READ_BUDGET. Closes
- * the biggest holder (maybe c) until the total fits: a few connections
- * holding much lose them, not everyone. Returns false when c was closed. */
+ * callback; until then a read adds at most CONN_READ_BUDGET. Closes the
+ * biggest holder by what its chains occupy (maybe c) until the total
+ * fits: a few connections holding much lose them, not everyone; a peer
+ * trickling bytes into chains it leaves mostly empty ranks by the chains,
+ * not by its few bytes. Returns false when c was closed. */
 static bool conn_mem_check(struct conn *c)
 {
 	conn_mem_set(c, conn_mem_of(c));
 	while (conn_mem_used() > conn_mem_limit) {
 		struct conn *big = NULL, *x;
-		TAILQ_FOREACH(x, &conn_all, all)
-			if (!big || x->mem > big->mem)
+		uint64_t most = 0;
+		TAILQ_FOREACH(x, &conn_all, all) {
+			uint64_t h = conn_mem_held(x, x->mem);
+			if (!big || h > most) {
 				big = x;
-		if (!big || big->mem == 0)
+				most = h;
+			}
+		}
+		/* below one read's chain, a close frees nothing worth a peer */
+		if (!big || most < CONN_READ_MIN)
 			break;
 		big->close_reason = "memory";
 		big->close_detail = "max_memory reached: closing the connection holding the most";
@@ -204,7 +220,7 @@ void conn_close(struct conn *c)
 
 	log_event(warn ? LOG_WARN : LOG_INFO, &ctx, &c->route->rl, "close",
 		  LOG_STR("reason", reason), LOG_STR("detail", c->close_detail),
-		  LOG_STR("from", c->close_from), LOG_U64("held", conn_mem_of(c)),
+		  LOG_STR("from", c->close_from), LOG_U64("held", conn_mem_held(c, conn_mem_of(c))),
 		  LOG_U64("bytes_in", c->client.bytes_read),
 		  LOG_U64("bytes_out", c->upstream.bytes_read),
 		  LOG_U64("messages", c->relay ? relay_msgs(c->relay) : 0),
@@ -218,11 +234,13 @@ void conn_close(struct conn *c)
 	else if (!c->handshake_done)
 		metrics_add_reason(m, METRICS_HANDSHAKE_FAILED, METRICS_DIR_NONE, reason, 1);
 	c->route->conn_gone(c->route->owner, c);
+	int64_t *prev = mem_own(&c->alloc);
 	if (c->timer)
 		event_free(c->timer);
 	conn_side_free(&c->client);
 	conn_side_free(&c->upstream);
 	relay_free(c->relay);
+	mem_own(prev == &c->alloc ? NULL : prev); /* never left pointing into c */
 	conn_mem_set(c, 0);
 	TAILQ_REMOVE(&conn_all, c, all);
 	free(c);
@@ -446,9 +464,8 @@ static bool conn_splice_maybe(struct conn *c, struct side *s)
 	return conn_splice_pump(c, s);
 }
 
-static void conn_on_read(evutil_socket_t fd, short what, void *arg)
+static void conn_read_event(struct conn *c, evutil_socket_t fd)
 {
-	struct conn *c = arg;
 	struct side *s = fd == c->client.fd ? &c->client : &c->upstream;
 	struct side *o = conn_other(c, s);
 	enum relay_way w = s == &c->client ? RELAY_UP : RELAY_DOWN;
@@ -520,9 +537,8 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 		(void)conn_splice_maybe(c, s);
 }
 
-static void conn_on_write(evutil_socket_t fd, short what, void *arg)
+static void conn_write_event(struct conn *c, evutil_socket_t fd)
 {
-	struct conn *c = arg;
 	struct side *s = fd == c->client.fd ? &c->client : &c->upstream;
 	struct side *o = conn_other(c, s);
 
@@ -588,6 +604,28 @@ static void conn_on_timeout(evutil_socket_t fd, short what, void *arg)
 		c->close_detail = "idle_timeout_ms";
 	}
 	conn_close(c);
+}
+
+/* What libevent allocates or frees while a connection's bytes are read,
+ * relayed or written is that connection's (mem_own): the budget's ranking. */
+static void conn_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	int64_t *prev = mem_own(&c->alloc);
+
+	(void)what;
+	conn_read_event(c, fd);
+	mem_own(prev);
+}
+
+static void conn_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	int64_t *prev = mem_own(&c->alloc);
+
+	(void)what;
+	conn_write_event(c, fd);
+	mem_own(prev);
 }
 
 static int conn_side_events(struct conn *c, struct side *s)

@@ -46,6 +46,7 @@ struct conn {
 					 links and unlinks it; conn never touches it) */
 	TAILQ_ENTRY(conn) all;        /* every live connection: the memory budget's */
 	uint64_t mem;                 /* bytes its buffers held when last counted */
+	int64_t alloc;                /* what libevent allocated for it, net (mem_own) */
 	uint64_t id;
 	enum conn_state state;
 	struct route *route;          /* config in force, rate limiter, loop, draining */
