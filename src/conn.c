@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -36,32 +37,6 @@
 #define CONN_SPLICE_BUDGET (4u << 20) /* per pump call, so one body cannot starve others */
 
 static _Atomic uint64_t conn_id_seq; /* shared by every event loop */
-
-/* The memory budget across event loops. Each loop (thread) keeps its own
- * connections' list and counts what they hold in its own slot (single
- * writer: plain load and store); the process total is the sum. `biggest`
- * is an upper bound of its biggest holder (raised as a holder grows,
- * made exact when the loop looks): a loop over the budget closes its own
- * biggest only when no other loop may hold a bigger one, and wakes that
- * loop otherwise (conn_on_mem_wake), which looks again. Each hop makes
- * one bound exact, so the biggest holder of the process is the one
- * closed. */
-struct conn_thread {
-	_Atomic uint64_t held;          /* bytes this loop's connections hold */
-	_Atomic uint64_t biggest;       /* >= its biggest connection's mem */
-	struct event *_Atomic wake;     /* runs conn_on_mem_wake on that loop; NULL: none */
-	char pad[64 - 2 * sizeof(uint64_t) - sizeof(void *)];
-};
-static struct conn_thread conn_threads[CONFIG_MAX_THREADS];
-static _Atomic unsigned conn_n_threads = 1; /* slots in use */
-static _Atomic uint64_t conn_mem_limit = CONFIG_DEF_MAX_MEMORY;
-static _Thread_local unsigned conn_self;  /* this thread's slot; 0: main loop */
-/* This loop's live connections (initialised on first use: a thread-local
- * head has no constant initialiser). */
-static _Thread_local TAILQ_HEAD(conn_all_list, conn) conn_all;
-
-#define CONN_LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
-#define CONN_STORE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
 
 uint64_t conn_next_id(void)
 {
@@ -156,12 +131,12 @@ static void conn_side_free(struct side *s)
 	s->fd = -1;
 }
 
-/* ---- memory budget ---- */
+/* ---- memory budget (mem_budget picks, conn closes) ---- */
 
 void conn_set_max_memory(uint64_t bytes)
 {
 	metrics_set(metrics_global(), METRICS_MEMORY_LIMIT, bytes);
-	CONN_STORE(conn_mem_limit, bytes);
+	mem_budget_set_limit(bytes);
 }
 
 /* Bytes c holds in user space: frames waiting for a verdict or a slot in
@@ -178,54 +153,21 @@ static uint64_t conn_mem_of(const struct conn *c)
 	return n;
 }
 
-/* What the budget holds against max_memory: what libevent has allocated
- * (mem.c), which buffered bytes understate; never less than those. */
-static uint64_t conn_mem_used(void)
-{
-	uint64_t used = mem_libevent_bytes(), total = 0;
-	unsigned n = CONN_LOAD(conn_n_threads);
-	for (unsigned i = 0; i < n; i++)
-		total += CONN_LOAD(conn_threads[i].held);
-	return used > total ? used : total;
-}
-
 static void conn_mem_set(struct conn *c, uint64_t now)
 {
-	struct conn_thread *t = &conn_threads[conn_self];
-	CONN_STORE(t->held, CONN_LOAD(t->held) - c->mem + now);
-	c->mem = now;
-	if (now > CONN_LOAD(t->biggest))
-		CONN_STORE(t->biggest, now); /* keep the bound */
-	metrics_set(metrics_global(), METRICS_MEMORY, conn_mem_used());
+	mem_budget_update(&c->mem, now);
+	metrics_set(metrics_global(), METRICS_MEMORY, mem_budget_used());
 }
 
-/* While the process is over the budget, close its biggest holder: this
- * loop's own, or wake the loop that may hold a bigger one (see struct
- * conn_thread) and leave it to that loop. Returns false when c (may be
+/* While the process is over the budget, close its biggest holder if this
+ * loop has it (else its loop is woken to). Returns false when c (may be
  * NULL) was closed. */
 static bool conn_mem_enforce(struct conn *c)
 {
-	while (conn_mem_used() > CONN_LOAD(conn_mem_limit)) {
-		struct conn *big = NULL, *x;
-		unsigned n = CONN_LOAD(conn_n_threads), other = conn_self;
-		TAILQ_FOREACH(x, &conn_all, all)
-			if (!big || x->mem > big->mem)
-				big = x;
-		uint64_t most = big ? big->mem : 0;
-		CONN_STORE(conn_threads[conn_self].biggest, most); /* exact now */
-		for (unsigned i = 0; i < n; i++) {
-			struct event *w = atomic_load(&conn_threads[i].wake);
-			if (i != conn_self && w && CONN_LOAD(conn_threads[i].biggest) > most) {
-				most = CONN_LOAD(conn_threads[i].biggest);
-				other = i;
-			}
-		}
-		if (other != conn_self) {
-			event_active(atomic_load(&conn_threads[other].wake), EV_TIMEOUT, 1);
-			return true;
-		}
-		if (!big || big->mem == 0)
-			break;
+	struct mem_holder *h;
+
+	while ((h = mem_budget_victim(CONN_READ_MIN)) != NULL) {
+		struct conn *big = (struct conn *)((char *)h - offsetof(struct conn, mem));
 		big->close_reason = "memory";
 		big->close_detail = "max_memory reached: closing the connection holding the most";
 		conn_close(big);
@@ -236,9 +178,12 @@ static bool conn_mem_enforce(struct conn *c)
 }
 
 /* Only reads grow what buffers hold, so the check follows each read
- * callback; until then a read adds at most CONN_READ_BUDGET. Closes
- * the biggest holder (maybe c) until the total fits: a few connections
- * holding much lose them, not everyone. Returns false when c was closed. */
+ * callback; until then a read adds at most CONN_READ_BUDGET. Closes the
+ * biggest holder by what its chains occupy (maybe c) until the total
+ * fits: a few connections holding much lose them, not everyone; a peer
+ * trickling bytes into chains it leaves mostly empty ranks by the chains,
+ * not by its few bytes (below one read's chain, a close frees nothing
+ * worth a peer). Returns false when c was closed. */
 static bool conn_mem_check(struct conn *c)
 {
 	conn_mem_set(c, conn_mem_of(c));
@@ -246,37 +191,19 @@ static bool conn_mem_check(struct conn *c)
 }
 
 /* Another loop over the budget found that this one may hold the biggest. */
-static void conn_on_mem_wake(evutil_socket_t fd, short what, void *arg)
+static void conn_on_mem_wake(void)
 {
 	(void)conn_mem_enforce(NULL);
 }
 
-static void conn_all_init(void)
-{
-	if (conn_all.tqh_last == NULL)
-		TAILQ_INIT(&conn_all);
-}
-
 int conn_thread_start(unsigned idx, struct event_base *base)
 {
-	struct event *w;
-
-	if (idx >= CONFIG_MAX_THREADS || (w = event_new(base, -1, 0, conn_on_mem_wake, NULL)) == NULL)
-		return -1;
-	conn_self = idx;
-	conn_all_init();
-	unsigned n = atomic_load(&conn_n_threads);
-	while (n < idx + 1 && !atomic_compare_exchange_weak(&conn_n_threads, &n, idx + 1))
-		;
-	atomic_store(&conn_threads[idx].wake, w);
-	return 0;
+	return mem_budget_thread_start(idx, base, conn_on_mem_wake);
 }
 
 void conn_thread_stop(void)
 {
-	struct event *w = atomic_exchange(&conn_threads[conn_self].wake, NULL);
-	if (w)
-		event_free(w);
+	mem_budget_thread_stop();
 }
 
 void conn_close(struct conn *c)
@@ -287,7 +214,7 @@ void conn_close(struct conn *c)
 
 	log_event(warn ? LOG_WARN : LOG_INFO, &ctx, &c->route->rl, "close",
 		  LOG_STR("reason", reason), LOG_STR("detail", c->close_detail),
-		  LOG_STR("from", c->close_from), LOG_U64("held", conn_mem_of(c)),
+		  LOG_STR("from", c->close_from), LOG_U64("held", mem_budget_held(&c->mem, conn_mem_of(c))),
 		  LOG_U64("bytes_in", c->client.bytes_read),
 		  LOG_U64("bytes_out", c->upstream.bytes_read),
 		  LOG_U64("messages", c->relay ? relay_msgs(c->relay) : 0),
@@ -301,13 +228,15 @@ void conn_close(struct conn *c)
 	else if (!c->handshake_done)
 		metrics_add_reason(m, METRICS_HANDSHAKE_FAILED, METRICS_DIR_NONE, reason, 1);
 	c->route->conn_gone(c->route->owner, c);
+	int64_t *prev = mem_own(&c->mem.alloc);
 	if (c->timer)
 		event_free(c->timer);
 	conn_side_free(&c->client);
 	conn_side_free(&c->upstream);
 	relay_free(c->relay);
-	conn_mem_set(c, 0);
-	TAILQ_REMOVE(&conn_all, c, all);
+	mem_own(prev == &c->mem.alloc ? NULL : prev); /* never left pointing into c */
+	mem_budget_remove(&c->mem);
+	metrics_set(metrics_global(), METRICS_MEMORY, mem_budget_used());
 	free(c);
 }
 
@@ -529,9 +458,8 @@ static bool conn_splice_maybe(struct conn *c, struct side *s)
 	return conn_splice_pump(c, s);
 }
 
-static void conn_on_read(evutil_socket_t fd, short what, void *arg)
+static void conn_read_event(struct conn *c, evutil_socket_t fd)
 {
-	struct conn *c = arg;
 	struct side *s = fd == c->client.fd ? &c->client : &c->upstream;
 	struct side *o = conn_other(c, s);
 	enum relay_way w = s == &c->client ? RELAY_UP : RELAY_DOWN;
@@ -603,9 +531,8 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 		(void)conn_splice_maybe(c, s);
 }
 
-static void conn_on_write(evutil_socket_t fd, short what, void *arg)
+static void conn_write_event(struct conn *c, evutil_socket_t fd)
 {
-	struct conn *c = arg;
 	struct side *s = fd == c->client.fd ? &c->client : &c->upstream;
 	struct side *o = conn_other(c, s);
 
@@ -671,6 +598,28 @@ static void conn_on_timeout(evutil_socket_t fd, short what, void *arg)
 		c->close_detail = "idle_timeout_ms";
 	}
 	conn_close(c);
+}
+
+/* What libevent allocates or frees while a connection's bytes are read,
+ * relayed or written is that connection's (mem_own): the budget's ranking. */
+static void conn_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	int64_t *prev = mem_own(&c->mem.alloc);
+
+	(void)what;
+	conn_read_event(c, fd);
+	mem_own(prev);
+}
+
+static void conn_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	int64_t *prev = mem_own(&c->mem.alloc);
+
+	(void)what;
+	conn_write_event(c, fd);
+	mem_own(prev);
 }
 
 static int conn_side_events(struct conn *c, struct side *s)
@@ -757,8 +706,7 @@ void conn_start(struct conn *c, bool would_reject)
 	const struct sockaddr *sa = (const struct sockaddr *)&c->peer_sa;
 	int one = 1;
 
-	conn_all_init();
-	TAILQ_INSERT_TAIL(&conn_all, c, all);
+	mem_budget_add(&c->mem);
 	metrics_add(c->m, METRICS_CONN_ACCEPTED, METRICS_DIR_NONE, 1);
 	metrics_gauge(c->m, METRICS_CONN_ACTIVE, 1);
 	clock_gettime(CLOCK_MONOTONIC, &c->started);
@@ -774,7 +722,7 @@ void conn_start(struct conn *c, bool would_reject)
 		log_event(LOG_WARN, &ctx, &r->rl, "would-reject", LOG_STR("reason", "not-allowed"),
 			  LOG_END);
 	log_event(LOG_INFO, &ctx, &r->rl, "accept", LOG_BOOL("pickle_trusted", trusted),
-		  CONN_LOAD(conn_n_threads) > 1 ? LOG_U64("thread", conn_self) : LOG_STR("thread", NULL),
+		  mem_budget_slots() > 1 ? LOG_U64("thread", mem_budget_slot()) : LOG_STR("thread", NULL),
 		  LOG_END);
 
 	c->client.in = evbuffer_new();

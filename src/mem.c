@@ -1,4 +1,5 @@
-/* mem: libevent's allocations, counted by usable size. */
+/* mem: libevent's allocations, counted by usable size, in all and for
+ * the connection whose buffers are being worked on. */
 #include "zmtpfw/mem.h"
 
 #include <malloc.h>
@@ -22,11 +23,17 @@ static struct mem_slot mem_slots[CONFIG_MAX_THREADS];
 static _Thread_local unsigned mem_self; /* 0: the main thread */
 static _Atomic unsigned mem_n_slots = 1;   /* slots in use: the sum reads only these */
 
+/* also counted here: see mem_own; per thread, as a loop works on its own
+ * connections only */
+static _Thread_local int64_t *mem_owner;
+
 static inline void mem_count(uint64_t add, uint64_t sub)
 {
 	_Atomic uint64_t *b = &mem_slots[mem_self].bytes;
 	atomic_store_explicit(b, atomic_load_explicit(b, memory_order_relaxed) + add - sub,
 			      memory_order_relaxed);
+	if (mem_owner)
+		*mem_owner += (int64_t)add - (int64_t)sub;
 }
 
 static void *mem_malloc(size_t n)
@@ -71,6 +78,13 @@ void mem_thread_slot(unsigned idx)
 	unsigned n = atomic_load(&mem_n_slots);
 	while (n < mem_self + 1 && !atomic_compare_exchange_weak(&mem_n_slots, &n, mem_self + 1))
 		;
+}
+
+int64_t *mem_own(int64_t *owner)
+{
+	int64_t *prev = mem_owner;
+	mem_owner = owner;
+	return prev;
 }
 
 uint64_t mem_libevent_bytes(void)

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "zmtpfw/mem_budget.h"
 #include "zmtpfw/splice.h"
 
 struct event;
@@ -44,8 +45,7 @@ enum conn_state {
 struct conn {
 	TAILQ_ENTRY(conn) link;       /* the listener's list of its connections (listener.c
 					 links and unlinks it; conn never touches it) */
-	TAILQ_ENTRY(conn) all;        /* every live connection: the memory budget's */
-	uint64_t mem;                 /* bytes its buffers held when last counted */
+	struct mem_holder mem;        /* its part of the memory budget */
 	uint64_t id;
 	enum conn_state state;
 	struct route *route;          /* config in force, rate limiter, loop, draining */

@@ -19,4 +19,12 @@ void mem_thread_slot(unsigned idx);
  * summed over every thread's slot. */
 uint64_t mem_libevent_bytes(void);
 
+/* From now on also add the calling thread's libevent allocations and frees to *owner (NULL:
+ * nobody); returns the previous owner, to restore. A connection owns its
+ * buffer work (reads, relaying, writes, close), so *owner is what its
+ * chains really occupy: a chain moved with one byte in it still holds its
+ * whole allocation. Signed: a few structures allocated outside (at
+ * accept) are freed at close. The owner must be reset before it is freed. */
+int64_t *mem_own(int64_t *owner);
+
 #endif

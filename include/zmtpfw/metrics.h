@@ -74,8 +74,8 @@ struct evbuffer;
 	  "Read and write events handled, by the direction they move: a connection spinning "    \
 	  "on an event shows as a climb with no bytes behind it")                                \
 	X(MEMORY, gauge, "zmtpfw_memory_bytes", 0,                                               \
-	  "Bytes held in connection buffers now: frames awaiting a verdict, held messages, "     \
-	  "output queues")                                                                       \
+	  "Bytes libevent holds now for connection buffers (frames awaiting a verdict, held "   \
+	  "messages, output queues), as allocated")                                             \
 	X(MEMORY_LIMIT, gauge, "zmtpfw_memory_limit_bytes", 0,                                   \
 	  "max_memory: above it the connection holding the most is closed (reason memory)")     \
 	X(RELOADS, counter, "zmtpfw_config_reloads_total", METRICS_L_RESULT,                     \
