@@ -2,7 +2,9 @@
 every route (SO_REUSEPORT), limits stay exact across loops, reload and drain
 reach every loop, /metrics sums the loops' shards."""
 
+import signal
 import socket
+import struct
 import threading
 import time
 import urllib.request
@@ -10,7 +12,8 @@ import urllib.request
 import pytest
 import zmq
 
-from conftest import free_port, make_route, render_config, zsock, Zmtpfw
+import zmtp_raw as Z
+from conftest import MIB, free_port, make_route, render_config, wait_until, zsock, Zmtpfw
 
 
 @pytest.fixture
@@ -132,3 +135,75 @@ def test_reload_and_drain_reach_both_loops(start_worker, tfw, zctx):
     assert zf.events("drain", result="done")
     for s in socks:
         s.close()
+
+
+def _peer_on(zf, port, source, want=None, tries=64):
+    """A raw ZMTP peer from source whose connection landed on loop want
+    (None: any); returns (client, thread). The kernel
+    spreads connects over the loops' SO_REUSEPORT sockets by hash, so try
+    fresh source ports until one lands where wanted."""
+    for _ in range(tries):
+        c = Z.RawClient("127.0.0.1", port, source=source)
+        peer = "%s:%d" % c.local
+        ev = zf.wait_event("accept", 10, peer=peer)
+        if want is None or ev["thread"] == want:
+            c.greet()
+            c.send_ready("PUSH")
+            c.recv_ready()
+            return c, ev["thread"]
+        c.close()
+    raise AssertionError(f"no connection from {source} landed on loop {want}")
+
+
+def test_memory_budget_closes_the_biggest_holder_on_another_loop(start_worker, tfw, zctx):
+    """max_memory is one budget for the process: a read on loop B that
+    finds the process over it closes the biggest holder even when that
+    holder lives on loop A (B wakes A, A closes it), not B's own, smaller
+    holder. With a budget per loop, or a loop closing its own biggest, the
+    small holder would go."""
+    w = start_worker("PULL")
+    zf = tfw([make_route("w", w.upstream, allow=["127.0.0.0/8"])],
+             extra="max_memory = 268435456L;\n")
+    port = zf.port("w")
+    a, ta = _peer_on(zf, port, "127.0.0.2")
+    b, tb = _peer_on(zf, port, "127.0.0.3", want=1 - ta)
+    assert ta != tb
+
+    # A: a clean 40 MiB frame with MORE, judged at its first byte and held.
+    a.send(Z.encode_frame(b'{"pad": "' + b"x" * (40 * MIB - 9), more=True))
+    wait_until(lambda: metric(scrape(zf.mport), "zmtpfw_memory_bytes") >= 40 * MIB, 20,
+               what="A's held frame counted")
+    # B: a pickle frame with no verdict before its end; 8 MiB of it.
+    b.send(Z.encode_frame(b"", long=True, size=200 * MIB) +
+           b"\x80\x04\x8e" + struct.pack("<Q", 200 * MIB - 11))
+    b.send(b"\x00" * (8 * MIB))
+    wait_until(lambda: metric(scrape(zf.mport), "zmtpfw_memory_bytes") >= 48 * MIB, 20,
+               what="B counted")
+
+    # 32 MiB: A alone is over it, B is not. The next read is B's, on B's loop.
+    done = len(zf.events("reload", result="ok"))
+    zf.config_path.write_text(zf.config_path.read_text().replace(
+        "max_memory = 268435456L;", "max_memory = 33554432L;"))
+    zf.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: len(zf.events("reload", result="ok")) > done, 10, what="reload ok")
+    wait_until(lambda: metric(scrape(zf.mport), "zmtpfw_memory_limit_bytes") == 32 * MIB, 10,
+               what="new limit")
+    b.send(b"\x00" * 1024)
+    zf.wait_event("close", 20, reason="memory")
+    assert a.wait_closed(10), "A (the biggest holder, on the other loop) was not closed"
+    closes = zf.events("close", reason="memory")
+    assert len(closes) == 1 and closes[0]["peer"] == "%s:%d" % a.local, closes
+    assert closes[0]["held"] >= 40 * MIB
+
+    # B keeps its connection: more of its frame is still taken in.
+    b.send(b"\x00" * MIB)
+    wait_until(lambda: metric(scrape(zf.mport), "zmtpfw_memory_bytes") >= 9 * MIB, 20,
+               what="B still read")
+    s = zsock(zctx, zmq.PUSH, "tcp://" + zf.routes["w"]["listen"])
+    s.send_multipart([b"legit", b"1"])
+    w.wait_message([b"legit", b"1"], 10)
+    assert len(zf.events("close", reason="memory")) == 1
+    assert not zf.events("close", peer="%s:%d" % b.local)
+    a.close()
+    b.close()
+    s.close()
