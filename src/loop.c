@@ -2,6 +2,7 @@
 #include "zmtpfw/loop.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,9 +38,18 @@ struct loop {
 	struct event *drain_tick;    /* CONN_DRAIN_TICK_MS while draining */
 	struct event *drain_deadline;
 	_Atomic uint64_t forced;     /* connections the drain deadline cut */
+	_Atomic bool drained;        /* its drain ended, or its thread did */
+	unsigned late_ticks;         /* main loop: ticks past its deadline, waiting */
 };
 
 static _Thread_local struct loop *loop_self; /* the loop running on this thread */
+/* The loops on threads of their own, for the main loop's drain: it leaves
+ * last, since its leaving ends the process. Written by the main thread. */
+static struct loop *_Atomic loop_threads[CONFIG_MAX_THREADS];
+/* After its own deadline the main loop waits this long for the others
+ * (their deadlines are the same), then leaves anyway: a loop that never
+ * got the drain (its command lost) is cut by loop_stop. */
+#define LOOP_LATE_TICKS (2000 / CONN_DRAIN_TICK_MS)
 
 static bool loop_same_addr(const struct config_addr *a, const struct config_addr *b)
 {
@@ -107,6 +117,8 @@ struct loop *loop_new(unsigned idx, struct event_base *base, bool alone)
 		goto fail;
 	if (!l->own_thread)
 		loop_self = l;
+	else if (idx < CONFIG_MAX_THREADS)
+		atomic_store(&loop_threads[idx], l);
 	return l;
 fail:
 	(void)loop_stop(l);
@@ -122,6 +134,7 @@ static void *loop_main(void *arg)
 	if (conn_thread_start(l->idx, l->base) < 0) {
 		log_event(LOG_ERROR, NULL, NULL, "error", LOG_STR("reason", "internal"),
 			  LOG_U64("thread", l->idx), LOG_STR("detail", "loop setup failed"), LOG_END);
+		atomic_store(&l->drained, true);
 		return NULL;
 	}
 	loop_on_cmd(-1, 0, l); /* what was posted before the thread ran */
@@ -134,6 +147,7 @@ static void *loop_main(void *arg)
 	}
 	conn_thread_stop();
 	splice_pool_free();
+	atomic_store(&l->drained, true);
 	return NULL;
 }
 
@@ -218,8 +232,28 @@ static uint32_t loop_conns(const struct loop *l)
 	return n;
 }
 
+/* Every loop on a thread of its own has drained (or never ran). */
+static bool loop_others_drained(void)
+{
+	for (unsigned i = 0; i < CONFIG_MAX_THREADS; i++) {
+		struct loop *x = atomic_load(&loop_threads[i]);
+		if (x && x->started && !atomic_load(&x->drained))
+			return false;
+	}
+	return true;
+}
+
+/* This loop's connections are gone (or cut): leave its event loop. The
+ * main loop leaves last, as its leaving ends the process (and cuts the
+ * loops still running); its tick keeps checking the others meanwhile. */
 static void loop_drain_done(struct loop *l)
 {
+	atomic_store(&l->drained, true);
+	if (!l->own_thread && !loop_others_drained() && l->late_ticks <= LOOP_LATE_TICKS) {
+		if (!event_pending(l->drain_deadline, EV_TIMEOUT, NULL))
+			l->late_ticks++;
+		return;
+	}
 	event_del(l->drain_tick);
 	event_del(l->drain_deadline);
 	event_base_loopexit(l->base, NULL);
@@ -305,6 +339,8 @@ uint64_t loop_stop(struct loop *l)
 		event_free(l->drain_tick);
 	if (l->drain_deadline)
 		event_free(l->drain_deadline);
+	if (l->own_thread && l->idx < CONFIG_MAX_THREADS)
+		atomic_store(&loop_threads[l->idx], NULL);
 	if (l->own_thread && l->base)
 		event_base_free(l->base);
 	pthread_mutex_destroy(&l->lock);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # zmtpfw benchmark: the same libzmq peers (tests/bench/zbench.c) directly,
-# through zmtpfw (enforce mode, pickle scanning on, allowlist on), through
-# HAProxy in TCP mode and HAProxy with splice-auto, in one run. Prints the
+# through zmtpfw (enforce mode, pickle scanning on, allowlist on) with
+# threads = 1 and threads = 2, through HAProxy in TCP mode and HAProxy with
+# splice-auto, in one run. Prints the
 # machine, then one markdown table: medians, ratios to direct.
 #
 #   tests/bench/run.sh [--quick] [--reps N] [--no-haproxy]
@@ -42,18 +43,19 @@ BASE=${ZBENCH_PORT:-$((20000 + $$ % 1000 * 10))}
 P_UP=$BASE P_FW=$((BASE + 1)) P_HA=$((BASE + 2)) P_HAS=$((BASE + 3))
 T=120 # seconds any one peer may run
 
-# Workloads. Throughput: "key size count header"; latency: "key size count".
+# Workloads. Throughput: "key size count header conns" (conns PUSH
+# connections from one sender, round robin); latency: "key size count".
 # Trickle: TR_CONNS connections × TR_RATE msg/s each × TR_SECS s of 64 B.
 if [ $QUICK = 1 ]; then
 	REPS=1 VERIFY=2
-	TPUT=("64B 64 20000 0" "1KiB 1024 10000 0" "64KiB 65536 500 0" "1MiB 1048576 50 0"
-	      "16MiB 16777216 5 0" "multi 1048576 50 64")
+	TPUT=("64B 64 20000 0 1" "1KiB 1024 10000 0 1" "64KiB 65536 500 0 1" "1MiB 1048576 50 0 1"
+	      "16MiB 16777216 5 0 1" "multi 1048576 50 64 1" "1KiBx64 1024 10000 0 64")
 	LAT=("64B 64 500" "64KiB 65536 200")
 	TR_CONNS=1000 TR_RATE=1 TR_SECS=1 IDLE_TARGET=500 PICKLE_RUN="1024 2000 64 20"
 else
 	VERIFY=1
-	TPUT=("64B 64 4000000 0" "1KiB 1024 700000 0" "64KiB 65536 30000 0" "1MiB 1048576 4000 0"
-	      "16MiB 16777216 250 0" "multi 1048576 4000 64")
+	TPUT=("64B 64 4000000 0 1" "1KiB 1024 700000 0 1" "64KiB 65536 30000 0 1" "1MiB 1048576 4000 0 1"
+	      "16MiB 16777216 250 0 1" "multi 1048576 4000 64 1" "1KiBx64 1024 1400000 0 64")
 	LAT=("64B 64 20000" "64KiB 65536 10000")
 	TR_CONNS=1000 TR_RATE=10 TR_SECS=5 IDLE_TARGET=10000 PICKLE_RUN="1024 100000 64 100"
 fi
@@ -127,7 +129,7 @@ if [ $USE_HAPROXY = 1 ]; then
 		HAPROXY=$(command -v haproxy || true)
 	fi
 fi
-VARIANTS=(direct zmtpfw)
+VARIANTS=(direct zmtpfw zmtpfw2) # zmtpfw2: threads = 2
 [ -n "$HAPROXY" ] && VARIANTS+=(haproxy splice)
 MACHINE+=", $([ -n "$HAPROXY" ] && "$HAPROXY" -v | awk 'NR == 1 { print "HAProxy " $3 }' || echo "no HAProxy")"
 
@@ -139,9 +141,10 @@ relay_start() {
 	local log=$WORK/${2:-$1}.$N_RELAY.log cfg
 	case $1 in
 	direct) FRONT=$P_UP; return 0 ;;
-	zmtpfw)
-		FRONT=$P_FW cfg=$WORK/zmtpfw.conf
+	zmtpfw | zmtpfw2)
+		FRONT=$P_FW cfg=$WORK/$1.conf
 		cat >"$cfg" <<-EOF
+			threads = $([ "$1" = zmtpfw2 ] && echo 2 || echo 1);
 			mode = "enforce";
 			routes = ( { name = "bench"; listen = "127.0.0.1:$P_FW"; upstream = "127.0.0.1:$P_UP";
 			             allow = [ "127.0.0.0/8" ]; pickle = "drop"; on_violation = "drop-message";
@@ -151,7 +154,9 @@ relay_start() {
 		EOF
 		start "$FW" -c "$cfg" 2>"$log"
 		RELAY_PID=$LAST
-		wait_for 10 grep -q '"listening"' "$log" || { anomaly "zmtpfw did not start: $(tail -1 "$log")"; return 1; }
+		# every loop listening (threads = 2 logs one line per loop)
+		wait_for 10 test "$(grep -c '"listening"' "$log")" -ge "$([ "$1" = zmtpfw2 ] && echo 2 || echo 1)" ||
+			{ anomaly "$1 did not start: $(tail -1 "$log")"; return 1; }
 		;;
 	haproxy | splice)
 		FRONT=$P_HA cfg=$WORK/haproxy.cfg
@@ -172,21 +177,21 @@ relay_stop() {
 	kill "$RELAY_PID" 2>/dev/null || true
 	reap "$RELAY_PID" || rc=$?
 	# zmtpfw exits 0 on SIGTERM; anything else (a crash, a sanitizer report) is a failure.
-	[ "$RELAY" = zmtpfw ] && [ $rc != 0 ] && anomaly "zmtpfw exited with status $rc"
+	[[ $RELAY == zmtpfw* ]] && [ $rc != 0 ] && anomaly "$RELAY exited with status $rc"
 	RELAY_PID=
 }
 
-# One PUSH->PULL run: KEY VARIANT SIZE COUNT HEADER
+# One PUSH->PULL run: KEY VARIANT SIZE COUNT HEADER CONNS
 #   -> "KEY VARIANT msg/s MB/s relay_cpu_ns msgs"
 m_tput() {
 	local out=$WORK/pull.json pull c0=0 c1=0
 	start timeout -k 5 $T "$ZB" pull --bind "tcp://127.0.0.1:$P_UP" --count "$4" --size "$3" --header "$5" \
-		--verify $VERIFY --timeout-secs 20 >"$out"
+		--verify $VERIFY --unordered $(($6 > 1)) --timeout-secs 20 >"$out"
 	pull=$LAST
 	if wait_for 10 listening "$P_UP" && relay_start "$2"; then
 		[ -n "$RELAY_PID" ] && c0=$(cpu_ns "$RELAY_PID")
 		timeout -k 5 $T "$ZB" push --connect "tcp://127.0.0.1:$FRONT" --size "$3" --count "$4" \
-			--header "$5" >/dev/null || anomaly "$1 $2: push failed ($?)"
+			--header "$5" --conns "$6" >/dev/null || anomaly "$1 $2: push failed ($?)"
 	fi
 	if reap "$pull"; then
 		[ -n "$RELAY_PID" ] && c1=$(cpu_ns "$RELAY_PID")
@@ -294,7 +299,7 @@ say "machine busy before the run: $BUSY0 % of one CPU (load average $LOAD0)"
 for ((rep = 1; rep <= REPS; rep++)); do
 	for w in "${TPUT[@]}"; do
 		set -- $w
-		for v in "${VARIANTS[@]}"; do say "rep $rep: $1 $v"; m_tput "$1" "$v" "$2" "$3" "$4"; done
+		for v in "${VARIANTS[@]}"; do say "rep $rep: $1 $v"; m_tput "$1" "$v" "$2" "$3" "$4" "$5"; done
 	done
 	for w in "${LAT[@]}"; do
 		set -- $w
@@ -367,7 +372,7 @@ failed() { echo "no figure for: $*" >>"$ANOM"; echo failed; }
 ratio_row() {
 	local d x cells=()
 	d=$(med "$1" direct "$3")
-	for v in zmtpfw haproxy splice; do
+	for v in zmtpfw zmtpfw2 haproxy splice; do
 		x=$(med "$1" "$v" "$3")
 		if [ -n "$x" ] && [ -n "$(paired "$1" "$v" "$3" ratio)" ]; then
 			cells+=("$(fmt "$x" "$4") ($(printf '%.2f' "$(paired "$1" "$v" "$3" ratio)")×)")
@@ -379,7 +384,7 @@ ratio_row() {
 lat_row() {
 	local d x cells=()
 	d=$(med "$1" direct "$3")
-	for v in zmtpfw haproxy splice; do
+	for v in zmtpfw zmtpfw2 haproxy splice; do
 		x=$(med "$1" "$v" "$3")
 		if [ -n "$x" ] && [ -n "$d" ] && [ -n "$(paired "$1" "$v" "$3" ratio)" ]; then
 			cells+=("$(fmt "$x" µs) ($(printf '%+.0f µs' "$(paired "$1" "$v" "$3" diff)"), $(printf '%.2f' "$(paired "$1" "$v" "$3" ratio)")×)")
@@ -391,7 +396,7 @@ lat_row() {
 relay_row() {
 	local label=$1 cells=()
 	shift
-	for v in direct zmtpfw haproxy splice; do
+	for v in direct zmtpfw zmtpfw2 haproxy splice; do
 		if ran "$v"; then cells+=("$("$@" "$v")"); else cells+=("n/a"); fi
 	done
 	row "$label" "${cells[@]}"
@@ -421,7 +426,7 @@ cpu_per() { # VARIANT KEY: relay CPU per message (µs), median over repetitions
 }
 
 declare -A LABEL=([64B]="64 B" [1KiB]="1 KiB" [64KiB]="64 KiB" [1MiB]="1 MiB" [16MiB]="16 MiB"
-	[multi]="64 B header + 1 MiB tensor")
+	[multi]="64 B header + 1 MiB tensor" [1KiBx64]="1 KiB, 64 connections")
 echo
 echo "## zmtpfw benchmark, $START_DATE$([ $QUICK = 1 ] && echo ", --quick (smoke test: figures mean nothing)")"
 echo
@@ -430,10 +435,10 @@ echo "Load: others used $BUSY0 % of one CPU just before the run, $FOREIGN % on a
 	"(steal $STEAL %), $BUSY1 % just after; load average $LOAD0 before, $LOAD1 after."
 echo "Medians of $REPS repetition(s) ($((T1 - T0)) s). Ratios (relay ÷ direct) and added latencies (relay − direct)"
 echo "are taken within each repetition, then their median is shown: they need not equal the quotient of the medians."
-echo "zmtpfw: enforce mode, pickle scanning on (pickle = \"drop\"), allowlist 127.0.0.0/8."
+echo "zmtpfw: enforce mode, pickle scanning on (pickle = \"drop\"), allowlist 127.0.0.0/8; threads = 1, and 2."
 echo
-echo "| workload | direct | zmtpfw | HAProxy TCP | HAProxy splice-auto |"
-echo "|---|---|---|---|---|"
+echo "| workload | direct | zmtpfw | zmtpfw threads = 2 | HAProxy TCP | HAProxy splice-auto |"
+echo "|---|---|---|---|---|---|"
 for w in "${TPUT[@]}"; do
 	set -- $w
 	if [ "$2" -le 1024 ]; then ratio_row "$1" "PUSH→PULL ${LABEL[$1]}, $3 msgs" 3 msg
@@ -458,12 +463,12 @@ relay_row "RSS per idle connection" per_conn
 echo
 echo "Relay CPU (user + system) per message in the throughput runs, medians:"
 echo
-echo "| workload | zmtpfw | HAProxy TCP | HAProxy splice-auto |"
-echo "|---|---|---|---|"
+echo "| workload | zmtpfw | zmtpfw threads = 2 | HAProxy TCP | HAProxy splice-auto |"
+echo "|---|---|---|---|---|"
 for w in "${TPUT[@]}"; do
 	set -- $w
 	cells=()
-	for v in zmtpfw haproxy splice; do
+	for v in zmtpfw zmtpfw2 haproxy splice; do
 		x=$(cpu_per "$v" "$1")
 		if [ -n "$x" ]; then cells+=("$(awk -v x="$x" -v s=$(($2 + $4)) 'BEGIN {
 			if (x < 10) printf "%.2f µs", x; else printf "%.0f µs", x
@@ -506,13 +511,25 @@ if [ $QUICK = 0 ] && ran zmtpfw; then
 		done
 	fi
 	target "1 MiB aim 0.6× direct: $(r 1MiB zmtpfw 4)×" "$(r 1MiB zmtpfw 4) >= 0.6"
+	if ran zmtpfw2; then
+		# threads = 2 against threads = 1, each as a ratio to direct in the same repetition
+		target "64 connections, 1 KiB: threads = 2 at least threads = 1: $(r 1KiBx64 zmtpfw2 3)× vs $(r 1KiBx64 zmtpfw 3)×" \
+			"$(r 1KiBx64 zmtpfw2 3) >= $(r 1KiBx64 zmtpfw 3)"
+		for k in 64B 1KiB 1MiB; do
+			f=$([ $k = 1MiB ] && echo 4 || echo 3)
+			target "one connection, ${LABEL[$k]}: threads = 2 within 5 % of threads = 1: $(r "$k" zmtpfw2 $f)× vs $(r "$k" zmtpfw $f)×" \
+				"$(r "$k" zmtpfw2 $f) >= 0.95 * $(r "$k" zmtpfw $f)"
+		done
+		ran haproxy && target "added p50 RTT 64 B, threads = 2, ≤ 0.6× HAProxy's: +$(added lat_64B zmtpfw2) µs vs +$(added lat_64B haproxy) µs" \
+			"$(added lat_64B zmtpfw2) <= 0.6 * $(added lat_64B haproxy)"
+	fi
 	target "≤ 16 KiB RSS per idle connection: $(per_conn zmtpfw)" "${PER_CONN:-(} <= 16"
 fi
 
 # ---- anomalies: ours, and what zmtpfw logged above info level (the log
 # rate limiter's "suppressed" notices for accept/close lines are expected;
 # the pickle check's drop lines are its point) ----
-fw_logs() { cat "$WORK"/zmtpfw.*.log 2>/dev/null | grep -v '"event":"suppressed"' || true; }
+fw_logs() { cat "$WORK"/zmtpfw*.*.log 2>/dev/null | grep -v '"event":"suppressed"' || true; }
 fw_warn=$(fw_logs | grep -c '"level":"\(warn\|error\)"' || true)
 fw_drop=$(fw_logs | grep -c '"dropped":[1-9]' || true)
 [ "$fw_warn" -gt 0 ] && anomaly "zmtpfw logged $fw_warn warn/error lines, e.g.: $(fw_logs | grep -m3 '"level":"\(warn\|error\)"')"

@@ -4,7 +4,7 @@
  *   zbench pull    --bind EP --count N [--size S] [--header H] [--verify 0|1|2]
  *                  [--unordered 1] [--stamps 1] [--timeout-secs T]
  *   zbench push    --connect EP --size S --count N [--header H] [--zero-copy 1]
- *                  [--pickles K]
+ *                  [--pickles K] [--conns C]
  *   zbench rep     --bind EP [--count N (default: until idle --timeout-secs)]
  *   zbench req     --connect EP --size S --count N [--warmup W]
  *   zbench idle    --connect EP --conns N [--sources K] [--hold-secs T]
@@ -33,7 +33,9 @@
  *
  * push with --header sends two-frame messages: an H-byte header and an
  * S-byte tensor. Senders copy each message (zmq_send) unless --zero-copy 1
- * (then frames carry no sequence number: use pull --verify 0).
+ * (then frames carry no sequence number: use pull --verify 0). --conns C
+ * opens C PUSH sockets (C connections) and sends message i on socket i % C:
+ * use pull --unordered 1.
  * --pickles K also sends K extra messages whose tensor frame is a pickle
  * (GLOBAL os.system), spread over the run: a firewall must drop them, and
  * pull (which expects only the N clean ones, in order) fails if one arrives.
@@ -83,7 +85,7 @@ struct opts {
 	size_t size, header;        /* frame sizes; header 0 = single-frame messages */
 	int size_set;               /* pull: --size given, so sizes are checked */
 	long warmup;                /* req: round trips not measured */
-	int conns, sources;         /* idle, trickle */
+	int conns, sources;         /* idle, trickle, push */
 	double rate, secs;          /* trickle: per connection msg/s, duration */
 	double hold_secs;           /* idle */
 	double settle_secs;         /* trickle: wait after connecting, before sending */
@@ -392,13 +394,18 @@ static void push_failed(long i)
 
 static int cmd_push(void *ctx, const struct opts *o)
 {
-	void *s = new_socket(ctx, ZMQ_PUSH, o);
+	void **ss = calloc((size_t)o->conns, sizeof *ss), *s;
 	unsigned char *body = payload(o->size), *head = payload(o->header);
 	long stride = o->pickles > 0 ? (o->count / o->pickles > 0 ? o->count / o->pickles : 1) : 0;
 	long pickles = 0;
 	double t0 = now();
 
+	if (!ss)
+		die("malloc");
+	for (int c = 0; c < o->conns; c++)
+		ss[c] = new_socket(ctx, ZMQ_PUSH, o);
 	for (long i = 0; i < o->count; i++) {
+		s = ss[i % o->conns];
 		if (stride && pickles < o->pickles && i % stride == 0) {
 			if ((o->header && send_const(s, head, o->header, ZMQ_SNDMORE) < 0) ||
 			    zmq_send(s, evil, sizeof evil - 1, 0) < 0)
@@ -413,7 +420,9 @@ static int cmd_push(void *ctx, const struct opts *o)
 		    send_const(s, body, o->size, 0) < 0)
 			push_failed(i);
 	}
-	zmq_close(s); /* lingers until everything is written */
+	for (int c = 0; c < o->conns; c++)
+		zmq_close(ss[c]); /* lingers until everything is written */
+	free(ss);
 	zmq_ctx_term(ctx);
 	printf("{\"sent\":%ld,\"pickles\":%ld,\"secs\":%.6f}\n", o->count, pickles, now() - t0);
 	free(body);
