@@ -722,7 +722,7 @@ void conn_start(struct conn *c, bool would_reject)
 		log_event(LOG_WARN, &ctx, &r->rl, "would-reject", LOG_STR("reason", "not-allowed"),
 			  LOG_END);
 	log_event(LOG_INFO, &ctx, &r->rl, "accept", LOG_BOOL("pickle_trusted", trusted),
-		  mem_budget_slots() > 1 ? LOG_U64("thread", mem_budget_slot()) : LOG_STR("thread", NULL),
+		  r->thread >= 0 ? LOG_U64("thread", (uint64_t)r->thread) : LOG_STR("thread", NULL),
 		  LOG_END);
 
 	c->client.in = evbuffer_new();

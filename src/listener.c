@@ -69,28 +69,27 @@ static void listener_peer_release(struct listener *l, const struct sockaddr *sa)
 		*pp = p->next;
 		free(p);
 	}
-	pthread_mutex_unlock(&sh->lock);
 	atomic_fetch_sub_explicit(&sh->n_conns, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&sh->lock);
 }
 
 /* Count a connection from key against the route's limits, across event
- * loops: the check and the count are one step (the atomic add, then the
- * peer table under its lock), so concurrent accepts on several loops
- * never overshoot. NULL, or the reason refused with *limit. */
+ * loops: both checks and both counts are one step under the share's lock,
+ * so concurrent accepts on several loops neither overshoot nor refuse a
+ * connection under the limit (a refused one never held a slot). NULL, or
+ * the reason refused with *limit. */
 static const char *listener_admit(struct listener *l, const uint8_t key[16], uint64_t *limit)
 {
 	const struct config_route *cfg = l->cfg;
 	struct listener_share *sh = l->share;
 	const char *why = NULL;
 
-	if (atomic_fetch_add_explicit(&sh->n_conns, 1, memory_order_relaxed) >= cfg->max_connections) {
-		atomic_fetch_sub_explicit(&sh->n_conns, 1, memory_order_relaxed);
-		*limit = cfg->max_connections;
-		return "max-connections";
-	}
 	pthread_mutex_lock(&sh->lock);
 	struct listener_peer **pp = listener_peer_slot(sh, key);
-	if (cfg->max_connections_per_peer && *pp && (*pp)->n >= cfg->max_connections_per_peer) {
+	if (atomic_load_explicit(&sh->n_conns, memory_order_relaxed) >= cfg->max_connections) {
+		*limit = cfg->max_connections;
+		why = "max-connections";
+	} else if (cfg->max_connections_per_peer && *pp && (*pp)->n >= cfg->max_connections_per_peer) {
 		*limit = cfg->max_connections_per_peer;
 		why = "max-connections-per-peer";
 	} else if (*pp == NULL && (*pp = calloc(1, sizeof(**pp))) == NULL) {
@@ -99,10 +98,9 @@ static const char *listener_admit(struct listener *l, const uint8_t key[16], uin
 	} else {
 		memcpy((*pp)->addr, key, 16);
 		(*pp)->n++;
+		atomic_fetch_add_explicit(&sh->n_conns, 1, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&sh->lock);
-	if (why)
-		atomic_fetch_sub_explicit(&sh->n_conns, 1, memory_order_relaxed);
 	return why;
 }
 
@@ -146,7 +144,8 @@ static void listener_reject(struct listener *l, struct log_ctx *ctx, int fd, con
 			    uint64_t limit)
 {
 	log_event(LOG_WARN, ctx, &l->route->rl, "reject", LOG_STR("reason", reason),
-		  limit ? LOG_U64("limit", limit) : LOG_STR("limit", NULL), LOG_END);
+		  limit ? LOG_U64("limit", limit) : LOG_STR("limit", NULL),
+		  l->thread >= 0 ? LOG_U64("thread", l->thread) : LOG_STR("thread", NULL), LOG_END);
 	metrics_add_reason(l->route->m, METRICS_CONN_REJECTED, METRICS_DIR_NONE, reason, 1);
 	close(fd);
 }
@@ -338,6 +337,7 @@ struct listener *listener_open(const struct config_route *cfg, struct config *ow
 		listener_free(l, "internal");
 		return NULL;
 	}
+	l->route->thread = thread;
 	l->lev = evconnlistener_new(base, listener_on_accept, l,
 				    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, LISTENER_BACKLOG, fd);
 	if (!l->lev) {

@@ -183,6 +183,19 @@ void loop_run(struct loop *l, void (*fn)(struct loop *l, void *arg), void *arg)
 	event_active(l->cmd_ev, EV_TIMEOUT, 1); /* thread-safe: evthread_use_pthreads */
 }
 
+void loop_apply_free(struct loop_apply *a)
+{
+	if (!a)
+		return;
+	for (size_t k = 0; k < a->n_new; k++) {
+		if (a->new_routes[k].fd >= 0)
+			close(a->new_routes[k].fd);
+		listener_share_put(a->new_routes[k].share);
+	}
+	config_unref(a->cfg);
+	free(a);
+}
+
 void loop_apply(struct loop *l, void *arg)
 {
 	struct loop_apply *a = arg;
@@ -203,7 +216,7 @@ void loop_apply(struct loop *l, void *arg)
 			struct log_ctx ctx = { .route = x->cfg->name };
 			log_event(LOG_INFO, &ctx, NULL, "route-removed",
 				  LOG_STR("listen", x->cfg->listen.text),
-				  LOG_U64("connections", x->n_conns), LOG_END);
+				  LOG_U64("connections", atomic_load(&x->share->n_conns)), LOG_END);
 		}
 		listener_retire(x);
 	}
@@ -326,9 +339,11 @@ uint64_t loop_stop(struct loop *l)
 	}
 	if (!l->own_thread)
 		conn_thread_stop();
-	while (l->cmds) { /* never ran: only applies, which own holds */
+	while (l->cmds) { /* never ran: an apply still owns its holds and fds */
 		struct loop_cmd *c = l->cmds;
 		l->cmds = c->next;
+		if (c->fn == loop_apply)
+			loop_apply_free(c->arg);
 		free(c);
 	}
 	if (l->sweep)

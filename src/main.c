@@ -3,6 +3,7 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,6 +163,15 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
+	/* Held from before the first "listening" line until the handlers are
+	 * in: a SIGHUP or SIGTERM sent as soon as zmtpfw says it listens is
+	 * handled, not fatal. Loop threads inherit the mask, so signals reach
+	 * the main thread, whose loop handles them. */
+	sigset_t held;
+	sigemptyset(&held);
+	for (int i = 0; i < 3; i++)
+		sigaddset(&held, sigs[i]);
+	pthread_sigmask(SIG_BLOCK, &held, NULL);
 	srv = server_start(base, cfg); /* owns cfg from here */
 	if (!srv)
 		goto out;
@@ -170,6 +180,7 @@ int main(int argc, char **argv)
 		if (!sigev[i] || evsignal_add(sigev[i], NULL) < 0)
 			goto out;
 	}
+	pthread_sigmask(SIG_UNBLOCK, &held, NULL);
 	event_base_dispatch(base);
 	rc = 0;
 out:

@@ -8,6 +8,7 @@
  * bound exact, so the biggest holder of the process is the one picked. */
 #include "zmtpfw/mem_budget.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include <event2/event.h>
@@ -29,6 +30,9 @@ static _Thread_local unsigned mem_budget_self; /* 0: the main loop */
  * no constant initialiser). */
 static _Thread_local TAILQ_HEAD(mem_budget_list, mem_holder) mem_budget_all;
 static _Thread_local void (*mem_budget_on_wake)(void);
+/* Held to wake a loop and to retire a loop's wake event, so no loop wakes
+ * one that is freeing it. Only taken over the budget, and at a loop's end. */
+static pthread_mutex_t mem_budget_wake_lock = PTHREAD_MUTEX_INITIALIZER;
 
 #define MB_LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 #define MB_STORE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
@@ -66,19 +70,11 @@ int mem_budget_thread_start(unsigned idx, struct event_base *base, void (*on_wak
 
 void mem_budget_thread_stop(void)
 {
+	pthread_mutex_lock(&mem_budget_wake_lock);
 	struct event *w = atomic_exchange(&mem_budget_loops[mem_budget_self].wake, NULL);
+	pthread_mutex_unlock(&mem_budget_wake_lock);
 	if (w)
 		event_free(w);
-}
-
-unsigned mem_budget_slot(void)
-{
-	return mem_budget_self;
-}
-
-unsigned mem_budget_slots(void)
-{
-	return MB_LOAD(mem_budget_n);
 }
 
 void mem_budget_set_limit(uint64_t bytes)
@@ -148,9 +144,11 @@ struct mem_holder *mem_budget_victim(uint64_t min)
 		}
 	}
 	if (other != mem_budget_self) {
+		pthread_mutex_lock(&mem_budget_wake_lock);
 		struct event *w = atomic_load(&mem_budget_loops[other].wake);
 		if (w)
 			event_active(w, EV_TIMEOUT, 1);
+		pthread_mutex_unlock(&mem_budget_wake_lock);
 		return NULL;
 	}
 	return most < min ? NULL : big;

@@ -7,6 +7,7 @@
  * allocated while judging. */
 #include "zmtpfw/pickle_policy.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,9 +21,10 @@ struct ppolicy {
 	char **v;       /* sorted, distinct */
 	size_t n, cap;
 	bool sorted;    /* v is sorted and deduplicated */
-	unsigned refs;  /* the config snapshot, and each connection judging
-			   with it: a reload frees the snapshot, not the list
-			   a message in flight is judged by */
+	_Atomic unsigned refs; /* the config snapshot, and each connection
+				  judging with it (on any event loop): a reload
+				  frees the snapshot, not the list a message in
+				  flight is judged by */
 };
 
 /* ---- what can never be allowed ------------------------------------------ */
@@ -172,14 +174,14 @@ struct ppolicy *ppolicy_new(void)
 const struct ppolicy *ppolicy_ref(const struct ppolicy *p)
 {
 	if (p)
-		((struct ppolicy *)p)->refs++;
+		atomic_fetch_add_explicit(&((struct ppolicy *)p)->refs, 1, memory_order_relaxed);
 	return p;
 }
 
 void ppolicy_free(const struct ppolicy *cp)
 {
 	struct ppolicy *p = (struct ppolicy *)cp;
-	if (!p || --p->refs > 0)
+	if (!p || atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	for (size_t i = 0; i < p->n; i++)
 		free(p->v[i]);

@@ -26,6 +26,7 @@ struct route *route_new(const struct config_route *cfg, struct event_base *base,
 	r->cfg = cfg;
 	r->m = metrics_route_get(cfg->name);
 	r->base = base;
+	r->thread = -1;
 	r->conn_gone = conn_gone;
 	r->owner = owner;
 	r->rl_timer = event_new(base, -1, EV_PERSIST, route_on_tick, r);

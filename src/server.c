@@ -30,13 +30,13 @@ struct server {
 	bool stopped;                    /* a second signal cut the drain short */
 };
 
-/* Every loop's connections (the routes' shared counts). */
+/* Every loop's connections, retired routes' included (the routes' shared
+ * counts: loop 0 has a listener, live or retired, on every share). */
 static uint32_t server_conns(const struct server *s)
 {
 	uint32_t n = 0;
 	for (const struct listener *l = loop_listeners(s->loops[0]); l; l = l->next)
-		if (!l->retired)
-			n += atomic_load(&l->share->n_conns);
+		n += atomic_load(&l->share->n_conns);
 	return n;
 }
 
@@ -139,15 +139,7 @@ static bool server_has(const struct config *c, const struct config_addr *listen)
 static void server_free_applies(struct loop_apply **a, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++) {
-		if (!a[i])
-			continue;
-		for (size_t k = 0; k < a[i]->n_new; k++) {
-			if (a[i]->new_routes[k].fd >= 0)
-				close(a[i]->new_routes[k].fd);
-			listener_share_put(a[i]->new_routes[k].share);
-		}
-		config_unref(a[i]->cfg);
-		free(a[i]);
+		loop_apply_free(a[i]);
 		a[i] = NULL;
 	}
 }
@@ -215,6 +207,7 @@ struct server *server_start(struct event_base *base, struct config *cfg)
 		config_free(cfg);
 		return NULL;
 	}
+	config_ref(cfg); /* the server's hold, first: a failed prepare drops only the applies' */
 	s->base = base;
 	s->n_loops = server_threads(cfg);
 	for (unsigned t = 0; t < s->n_loops; t++)
@@ -225,7 +218,6 @@ struct server *server_start(struct event_base *base, struct config *cfg)
 	if (server_prepare(s, cfg, a, err, sizeof(err)) < 0)
 		goto fail;
 	s->cfg = cfg;
-	config_ref(cfg);
 	cfg = NULL;
 	if (loop_start(s->loops[0]) < 0)
 		goto fail;
@@ -242,8 +234,7 @@ struct server *server_start(struct event_base *base, struct config *cfg)
 	return s;
 fail:
 	server_free_applies(a, s->n_loops);
-	if (cfg)
-		config_free(cfg);
+	config_unref(cfg); /* NULL once the server holds it */
 	server_free(s);
 	return NULL;
 }

@@ -48,6 +48,9 @@ void loop_run(struct loop *l, void (*fn)(struct loop *l, void *arg), void *arg);
 
 /* Take over a snapshot (frees a). Run on l's thread (loop_run). */
 void loop_apply(struct loop *l, void *apply);
+/* Release what an apply holds (config hold, bound fds, shares): one that
+ * never ran. NULL is a no-op. */
+void loop_apply_free(struct loop_apply *a);
 
 /* Stop accepting and drain; when the last connection ended or the
  * deadline passed, leave l's event loop. Run on l's thread (loop_run);

@@ -29,10 +29,6 @@ int mem_budget_thread_start(unsigned idx, struct event_base *base, void (*on_wak
 	__attribute__((warn_unused_result));
 void mem_budget_thread_stop(void);
 
-/* The calling thread's slot, and how many slots are in use (> 1: threads). */
-unsigned mem_budget_slot(void);
-unsigned mem_budget_slots(void);
-
 void mem_budget_set_limit(uint64_t bytes);
 
 /* Start and stop counting h on the calling thread's loop (h zeroed before add). */

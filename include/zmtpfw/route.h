@@ -24,6 +24,7 @@ struct route {
 	const struct config_route *cfg; /* entry of the config snapshot in force */
 	struct metrics_route *m;        /* counters of cfg->name (accept, reject) */
 	struct event_base *base;        /* the loop its connections run on */
+	int thread;                     /* that loop's index, for the logs; -1 when alone */
 	struct log_ratelimit rl;        /* per-route log rate limiting */
 	struct event *rl_timer;         /* flushes suppressed-log counts each second */
 	uint64_t gen;                   /* bumped by each reload: connections compare */

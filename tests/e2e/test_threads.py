@@ -101,9 +101,12 @@ def test_limits_exact_across_loops(tcp_sink, tfw, key):
             time.sleep(0.05)
         accepts = zf.events("accept")
         assert len(accepts) == limit, len(accepts)
-        assert {a["thread"] for a in accepts} == {0, 1}
         reason = key.replace("_", "-")
-        assert len(zf.events("reject", reason=reason)) == 60 - limit
+        rejects = zf.events("reject", reason=reason)
+        assert len(rejects) == 60 - limit
+        # both loops took connects (60 spread by the kernel's hash); which
+        # loop won the slots depends on timing, not the total
+        assert {e["thread"] for e in accepts + rejects} == {0, 1}
     finally:
         for s in socks:
             s.close()
