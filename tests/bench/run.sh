@@ -133,6 +133,7 @@ VARIANTS=(direct zmtpfw zmtpfw2) # zmtpfw2: threads = 2
 [ -n "$HAPROXY" ] && VARIANTS+=(haproxy splice)
 MACHINE+=", $([ -n "$HAPROXY" ] && "$HAPROXY" -v | awk 'NR == 1 { print "HAProxy " $3 }' || echo "no HAProxy")"
 
+lines_at_least() { [ "$(grep -c "$2" "$1")" -ge "$3" ]; } # FILE PATTERN N
 N_RELAY=0
 # relay_start VARIANT [LOGNAME]: sets FRONT (port the client dials) and RELAY_PID.
 relay_start() {
@@ -155,7 +156,7 @@ relay_start() {
 		start "$FW" -c "$cfg" 2>"$log"
 		RELAY_PID=$LAST
 		# every loop listening (threads = 2 logs one line per loop)
-		wait_for 10 test "$(grep -c '"listening"' "$log")" -ge "$([ "$1" = zmtpfw2 ] && echo 2 || echo 1)" ||
+		wait_for 10 lines_at_least "$log" '"listening"' "$([ "$1" = zmtpfw2 ] && echo 2 || echo 1)" ||
 			{ anomaly "$1 did not start: $(tail -1 "$log")"; return 1; }
 		;;
 	haproxy | splice)
