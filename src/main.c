@@ -154,6 +154,14 @@ int main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
+	/* Held from before the first "listening" line until the handlers are
+	 * in: a SIGHUP or SIGTERM sent as soon as zmtpfw says it listens is
+	 * handled, not fatal. */
+	sigset_t held;
+	sigemptyset(&held);
+	for (int i = 0; i < 3; i++)
+		sigaddset(&held, sigs[i]);
+	sigprocmask(SIG_BLOCK, &held, NULL);
 	srv = server_start(base, cfg); /* owns cfg from here */
 	if (!srv)
 		goto out;
@@ -162,6 +170,7 @@ int main(int argc, char **argv)
 		if (!sigev[i] || evsignal_add(sigev[i], NULL) < 0)
 			goto out;
 	}
+	sigprocmask(SIG_UNBLOCK, &held, NULL);
 	event_base_dispatch(base);
 	rc = 0;
 out:
