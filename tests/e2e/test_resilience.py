@@ -1293,3 +1293,34 @@ def test_failed_event_add_closes_the_connection(start_worker, fw):
     with Z.RawClient("127.0.0.1", zf.port("w")) as c2:
         c2.handshake("PUSH")
     zf.assert_alive()
+
+
+@pytest.mark.timeout_s(60)
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_signal_as_soon_as_it_listens(procs, workdir, sig):
+    """A supervisor may signal zmtpfw as soon as it logs that it listens.
+    With 256 routes the first "listening" line comes well before the last
+    route is set up; a signal sent then is held until the handlers are in
+    and handled (a reload, a drain), not fatal (SIGHUP's and SIGTERM's
+    default action ended the process: failed once in a CI-like run)."""
+    dead = free_port()
+    routes = [make_route(f"r{i}", f"127.0.0.1:{dead}") for i in range(256)]
+    cfg = workdir / "many.conf"
+    cfg.write_text(render_config(routes, level="info"))
+    zf = Zmtpfw(["-c", cfg], workdir, name="many")
+    procs.append(zf)
+    deadline = time.monotonic() + 30
+    while b'"listening"' not in zf.log_path.read_bytes():
+        assert zf.proc.poll() is None, zf.tail()
+        assert time.monotonic() < deadline, "no listening line"
+    os.kill(zf.proc.pid, sig)
+    seen = zf.log_path.read_bytes().count(b'"listening"')
+    if sig == signal.SIGHUP:
+        zf.wait_event("reload", 30, result="ok")
+        assert zf.proc.poll() is None
+    else:
+        zf.expect_exit = True
+        assert zf.proc.wait(30) == 0, zf.tail()
+        assert zf.events("drain", result="done")
+    # the signal came while routes were still being set up
+    assert seen < 256, f"all {seen} routes listened before the signal: nothing was tested"
