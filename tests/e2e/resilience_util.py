@@ -106,11 +106,6 @@ def count_msgs(w):
     return data.count(b'{"type": "msg"')
 
 
-def wait_count(w, n, timeout):
-    wait_until(lambda: count_msgs(w) >= n, timeout, interval=0.1,
-               what=f"{n} messages at the worker (have {count_msgs(w)})")
-
-
 def send_one(port, tag, source=None):
     with Z.RawClient("127.0.0.1", port, source=source) as c:
         c.handshake("PUSH")
