@@ -188,7 +188,7 @@ static const uint8_t ps_argsize[256] = {
  * decides: not an opcode ("invalid load key"), or an opcode that raises on
  * an empty stack without reading further (every option alike). 0: run the
  * emulator. Bytes not listed are not opcodes. These are exactly the verdicts ps_opcode() reaches from the
- * initial state; test_pickle_scan checks every byte against the emulator
+ * initial state; test_pickle_scan_modes checks every byte against the emulator
  * (after a PROTO, where this table is not used) and so does the oracle. */
 enum { F_NOTOP, F_RUN, F_UNDER, F_NOMARK };
 
