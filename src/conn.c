@@ -212,7 +212,7 @@ void conn_close(struct conn *c)
 	const char *reason = c->close_reason ? c->close_reason : "closed";
 	bool warn = c->close_from || strcmp(reason, "memory") == 0;
 
-	log_event(warn ? LOG_WARN : LOG_INFO, &ctx, &c->route->rl, "close",
+	log_event(warn ? LOG_WARN : LOG_INFO, &ctx, c->route->rl, "close",
 		  LOG_STR("reason", reason), LOG_STR("detail", c->close_detail),
 		  LOG_STR("from", c->close_from), LOG_U64("held", mem_budget_held(&c->mem, conn_mem_of(c))),
 		  LOG_U64("bytes_in", c->client.bytes_read),
@@ -719,9 +719,9 @@ void conn_start(struct conn *c, bool would_reject)
 		       cidr_list_match(&cfg->allow_pickle_from, sa);
 	struct log_ctx ctx = conn_ctx(c);
 	if (would_reject)
-		log_event(LOG_WARN, &ctx, &r->rl, "would-reject", LOG_STR("reason", "not-allowed"),
+		log_event(LOG_WARN, &ctx, r->rl, "would-reject", LOG_STR("reason", "not-allowed"),
 			  LOG_END);
-	log_event(LOG_INFO, &ctx, &r->rl, "accept", LOG_BOOL("pickle_trusted", trusted),
+	log_event(LOG_INFO, &ctx, r->rl, "accept", LOG_BOOL("pickle_trusted", trusted),
 		  r->thread >= 0 ? LOG_U64("thread", (uint64_t)r->thread) : LOG_STR("thread", NULL),
 		  LOG_END);
 

@@ -113,6 +113,12 @@ struct listener_share *listener_share_new(void)
 		free(sh);
 		return NULL;
 	}
+	if (pthread_mutex_init(&sh->rl_lock, NULL) != 0) {
+		pthread_mutex_destroy(&sh->lock);
+		free(sh);
+		return NULL;
+	}
+	sh->rl.lock = &sh->rl_lock;
 	sh->refs = 1;
 	return sh;
 }
@@ -127,6 +133,7 @@ void listener_share_put(struct listener_share *sh)
 			sh->peers[i] = p->next;
 			free(p);
 		}
+	pthread_mutex_destroy(&sh->rl_lock);
 	pthread_mutex_destroy(&sh->lock);
 	free(sh);
 }
@@ -143,7 +150,7 @@ static void listener_conn_gone(void *arg, struct conn *c)
 static void listener_reject(struct listener *l, struct log_ctx *ctx, int fd, const char *reason,
 			    uint64_t limit)
 {
-	log_event(LOG_WARN, ctx, &l->route->rl, "reject", LOG_STR("reason", reason),
+	log_event(LOG_WARN, ctx, l->route->rl, "reject", LOG_STR("reason", reason),
 		  limit ? LOG_U64("limit", limit) : LOG_STR("limit", NULL),
 		  l->thread >= 0 ? LOG_U64("thread", l->thread) : LOG_STR("thread", NULL), LOG_END);
 	metrics_add_reason(l->route->m, METRICS_CONN_REJECTED, METRICS_DIR_NONE, reason, 1);
@@ -211,7 +218,7 @@ static void listener_on_error(struct evconnlistener *lev, void *arg)
 	struct timeval tv = { .tv_sec = 0, .tv_usec = 100 * 1000 };
 	int err = errno;
 
-	log_event(LOG_ERROR, &ctx, &l->route->rl, "error", LOG_STR("reason", "accept"),
+	log_event(LOG_ERROR, &ctx, l->route->rl, "error", LOG_STR("reason", "accept"),
 		  LOG_STR("detail", strerror(err)), LOG_END);
 	if (evconnlistener_disable(lev) < 0)
 		listener_ev_failed(l, "cannot pause accepting");
@@ -332,12 +339,11 @@ struct listener *listener_open(const struct config_route *cfg, struct config *ow
 	l->thread = thread;
 	l->probe_fd = -1;
 	TAILQ_INIT(&l->conns);
-	if (!(l->route = route_new(cfg, base, listener_conn_gone, l))) {
+	if (!(l->route = route_new(cfg, base, thread, &share->rl, listener_conn_gone, l))) {
 		close(fd);
 		listener_free(l, "internal");
 		return NULL;
 	}
-	l->route->thread = thread;
 	l->lev = evconnlistener_new(base, listener_on_accept, l,
 				    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, LISTENER_BACKLOG, fd);
 	if (!l->lev) {

@@ -8,9 +8,9 @@
  * is cut at a field boundary and marked "truncated":true.
  *
  * Thread safety: log_setup may run while other threads log (the level
- * and format are atomics); log_event_v is reentrant, except that one
- * struct log_ratelimit must not be used by two threads at once (zmtpfw
- * keeps it in the route's state, one per route and event loop).
+ * and format are atomics); log_event_v is reentrant. A struct
+ * log_ratelimit used by several threads needs its `lock` (zmtpfw shares
+ * one per route across event loops).
  */
 #include "zmtpfw/log.h"
 
@@ -433,8 +433,12 @@ void log_event_v(enum log_level lvl, const struct log_ctx *ctx, struct log_ratel
 		event = "-"; /* an empty name would also mean "free" to the limiter */
 	/* Errors are rare and operator-relevant: never limited. */
 	if (rl && lvl < LOG_ERROR) {
-		uint64_t now = log_mono_ms();
-		struct log_rl_source *src = log_rl_source(rl, ctx);
+		uint64_t now;
+		struct log_rl_source *src;
+		if (rl->lock)
+			pthread_mutex_lock(rl->lock);
+		now = log_mono_ms();
+		src = log_rl_source(rl, ctx);
 		size_t k = log_rl_slot(src->slot, event, now);
 		struct log_rl_bucket *b = &src->slot[k];
 
@@ -448,6 +452,8 @@ void log_event_v(enum log_level lvl, const struct log_ctx *ctx, struct log_ratel
 		log_rl_refill(&rl->total, now, LOG_RL_TOTAL_RATE, LOG_RL_TOTAL_BURST);
 		if (b->tokens < 1.0 || rl->total.tokens < 1.0) {
 			b->suppressed++; /* counted where it belongs: this source */
+			if (rl->lock)
+				pthread_mutex_unlock(rl->lock);
 			return;
 		}
 		b->tokens -= 1.0;
@@ -456,6 +462,8 @@ void log_event_v(enum log_level lvl, const struct log_ctx *ctx, struct log_ratel
 			pre[npre++] = LOG_U64("suppressed", b->suppressed);
 			b->suppressed = 0;
 		}
+		if (rl->lock)
+			pthread_mutex_unlock(rl->lock);
 	}
 	log_emit(lvl, ctx, event, pre, npre, fields);
 }
@@ -464,7 +472,11 @@ void log_ratelimit_flush(const struct log_ctx *ctx, struct log_ratelimit *rl)
 {
 	if (rl == NULL)
 		return;
+	if (rl->lock)
+		pthread_mutex_lock(rl->lock);
 	for (size_t i = 0; i < LOG_RL_SOURCES; i++)
 		if (rl->src[i].used)
 			log_rl_report(ctx, &rl->src[i]);
+	if (rl->lock)
+		pthread_mutex_unlock(rl->lock);
 }

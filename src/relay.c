@@ -134,7 +134,7 @@ static int relay_handshake(struct relay *r, struct dir *d, struct evbuffer *in, 
 		const char *t = ready.socket_type[0] ? ready.socket_type : "(none)";
 		if (!r->log_only)
 			return relay_fail(r, d, "socket-type", t);
-		log_event(LOG_WARN, &r->ctx, &r->route->rl, "would-reject", LOG_STR("reason", "socket-type"),
+		log_event(LOG_WARN, &r->ctx, r->route->rl, "would-reject", LOG_STR("reason", "socket-type"),
 			  LOG_STR("detail", t), LOG_END);
 	}
 	if (evbuffer_remove_buffer(in, out, hlen + size) != (int)(hlen + size))

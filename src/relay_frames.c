@@ -94,7 +94,7 @@ static void relay_log_pickle(struct relay *r, struct dir *d, struct evbuffer *in
 		const char *globals[PPOLICY_GLOBALS_MAX];
 		for (uint32_t i = 0; i < ins->pv->n; i++)
 			globals[i] = ppolicy_verdict_global(ins->pv, i);
-		log_event(LOG_WARN, ctx, &r->route->rl, event, LOG_STR("reason", ins->reason),
+		log_event(LOG_WARN, ctx, r->route->rl, event, LOG_STR("reason", ins->reason),
 			  LOG_STR("global", inspect_global(ins)), LOG_STR("where", ins->where),
 			  LOG_STR("opcode", ins->opcode), LOG_U64("offset", ins->offset),
 			  LOG_U64("frame", d->frame_idx), LOG_U64("frame_size", d->dec.size),
@@ -102,7 +102,7 @@ static void relay_log_pickle(struct relay *r, struct dir *d, struct evbuffer *in
 			  LOG_STRS("globals", globals, ins->pv->n), LOG_END);
 		return;
 	}
-	log_event(LOG_WARN, ctx, &r->route->rl, event, LOG_STR("reason", ins->reason),
+	log_event(LOG_WARN, ctx, r->route->rl, event, LOG_STR("reason", ins->reason),
 		  LOG_STR("where", ins->where), LOG_STR("opcode", ins->opcode),
 		  LOG_U64("offset", ins->offset), LOG_U64("frame", d->frame_idx),
 		  LOG_U64("frame_size", d->dec.size), LOG_BYTES("head", head, n), LOG_END);

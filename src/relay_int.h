@@ -95,7 +95,7 @@ static inline struct dir *relay_dir(struct relay *r, enum relay_way w)
 static inline int relay_fail(struct relay *r, const struct dir *d, const char *reason, const char *detail)
 {
 	if (d->from_client && d->phase < RELAY_TRAFFIC)
-		log_event(LOG_WARN, &r->ctx, &r->route->rl, "reject", LOG_STR("reason", reason),
+		log_event(LOG_WARN, &r->ctx, r->route->rl, "reject", LOG_STR("reason", reason),
 			  LOG_STR("detail", detail), LOG_END);
 	r->close = (struct relay_action){ .act = RELAY_CLOSE, .reason = reason, .detail = detail,
 					  .from = d->from_client ? "client" : "worker" };

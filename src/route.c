@@ -12,10 +12,11 @@ static void route_on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct route *r = arg;
 	struct log_ctx ctx = { .route = r->cfg->name };
-	log_ratelimit_flush(&ctx, &r->rl);
+	log_ratelimit_flush(&ctx, r->rl);
 }
 
-struct route *route_new(const struct config_route *cfg, struct event_base *base,
+struct route *route_new(const struct config_route *cfg, struct event_base *base, int thread,
+			struct log_ratelimit *rl,
 			void (*conn_gone)(void *owner, struct conn *c), void *owner)
 {
 	struct timeval sec = { .tv_sec = 1, .tv_usec = 0 };
@@ -26,9 +27,12 @@ struct route *route_new(const struct config_route *cfg, struct event_base *base,
 	r->cfg = cfg;
 	r->m = metrics_route_get(cfg->name);
 	r->base = base;
-	r->thread = -1;
+	r->thread = thread;
+	r->rl = rl;
 	r->conn_gone = conn_gone;
 	r->owner = owner;
+	if (thread > 0)
+		return r; /* loop 0 flushes the shared limiter */
 	r->rl_timer = event_new(base, -1, EV_PERSIST, route_on_tick, r);
 	if (!r->rl_timer || event_add(r->rl_timer, &sec) < 0) {
 		route_free(r);

@@ -12,6 +12,7 @@
 #include <sys/queue.h>
 
 #include "zmtpfw/config.h"
+#include "zmtpfw/log.h"
 
 struct event_base;
 struct evconnlistener;
@@ -52,14 +53,17 @@ struct listener {
 };
 
 /* What every event loop's listener of one route shares, so the limits are
- * exact across loops: the live connections (max_connections) and the
- * per-source counts (max_connections_per_peer). Reference-counted: each
+ * exact across loops: the live connections (max_connections), the
+ * per-source counts (max_connections_per_peer) and the log rate limiter
+ * (its rates are the route's, however many loops). Reference-counted: each
  * listener holds one, the creator one until it lets go. */
 struct listener_share {
 	_Atomic uint32_t refs;
 	_Atomic uint32_t n_conns;       /* every loop's live connections of the route */
 	pthread_mutex_t lock;           /* peers */
 	struct listener_peer *peers[LISTENER_PEER_BUCKETS]; /* live connections per source */
+	pthread_mutex_t rl_lock;        /* rl */
+	struct log_ratelimit rl;        /* the route's log lines, every loop's */
 };
 struct listener_share *listener_share_new(void) __attribute__((warn_unused_result));
 void listener_share_put(struct listener_share *sh);

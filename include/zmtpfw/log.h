@@ -4,6 +4,7 @@
 #ifndef ZMTPFW_LOG_H
 #define ZMTPFW_LOG_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,8 +26,9 @@ struct log_ctx {
  * token bucket per event (LOG_RL_EVENTS names, then a shared "*"), in a
  * table of LOG_RL_SOURCES addresses (the least recently logged one is
  * reported and evicted for a new one). A route-wide bucket ten times a
- * source's bounds what many addresses together can write. Embedded in the
- * route's runtime state; zero-initialised is valid. */
+ * source's bounds what many addresses together can write. Zero-initialised
+ * is valid for one thread; event loops that share one set `lock`, so the
+ * bounds are the route's, not each loop's. */
 #define LOG_RL_EVENTS 8
 #define LOG_RL_SOURCES 64
 struct log_rl_bucket {
@@ -42,6 +44,7 @@ struct log_rl_source {
 	struct log_rl_bucket slot[LOG_RL_EVENTS];
 };
 struct log_ratelimit {
+	pthread_mutex_t *lock;       /* held while deciding; NULL = one thread only */
 	struct log_rl_bucket total;  /* route-wide: every source together */
 	uint64_t clock;              /* bumped per line: recency for eviction */
 	struct log_rl_source src[LOG_RL_SOURCES];

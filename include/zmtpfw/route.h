@@ -1,6 +1,7 @@
 /* route: what a connection sees of the route it was accepted on (nginx's
  * srv_conf in ngx_stream_session_t): the config in force, the metrics
- * entry, the log rate limiter, the event loop and whether the process is
+ * entry, the log rate limiter (one per route, shared by its event loops),
+ * the event loop and whether the process is
  * draining. conn and relay reach their route only through it, never the
  * listener. The listener owns it and keeps it until its last connection
  * ended (a listener is freed only once empty, or after closing them), so
@@ -25,8 +26,9 @@ struct route {
 	struct metrics_route *m;        /* counters of cfg->name (accept, reject) */
 	struct event_base *base;        /* the loop its connections run on */
 	int thread;                     /* that loop's index, for the logs; -1 when alone */
-	struct log_ratelimit rl;        /* per-route log rate limiting */
-	struct event *rl_timer;         /* flushes suppressed-log counts each second */
+	struct log_ratelimit *rl;       /* the route's log rate limiter (every loop's) */
+	struct event *rl_timer;         /* flushes suppressed-log counts each second
+					   (loop 0's route only: one flush per route) */
 	uint64_t gen;                   /* bumped by each reload: connections compare */
 	bool draining;                  /* SIGTERM: client messages stop at a boundary
 					   (one flag per loop, not a global) */
@@ -36,9 +38,11 @@ struct route {
 	void *owner;
 };
 
-/* Make the runtime of a route: starts the log flush timer on base. NULL
- * when out of memory. */
-struct route *route_new(const struct config_route *cfg, struct event_base *base,
+/* Make the runtime of a route on one loop (thread, -1 when alone): rl is
+ * the route's limiter, kept by the caller for the route's life. Starts the
+ * log flush timer on loop 0. NULL when out of memory. */
+struct route *route_new(const struct config_route *cfg, struct event_base *base, int thread,
+			struct log_ratelimit *rl,
 			void (*conn_gone)(void *owner, struct conn *c), void *owner)
 	__attribute__((warn_unused_result));
 

@@ -7,6 +7,7 @@ import socket
 import struct
 import threading
 import time
+from datetime import datetime
 import urllib.request
 
 import pytest
@@ -110,6 +111,35 @@ def test_limits_exact_across_loops(tcp_sink, tfw, key):
     finally:
         for s in socks:
             s.close()
+
+
+def test_log_rate_limit_is_the_routes_not_each_loops(tcp_sink, tfw):
+    """One source flooding a route's rejects is held to one bucket (burst
+    100, 20 lines/s) across both loops, not one bucket per loop, and no
+    reject goes unaccounted: each is a line or in a suppressed count. With
+    a limiter per loop, 400 quick rejects split over two loops write about
+    200 lines."""
+    n = 400
+    zf = tfw([make_route("w", tcp_sink.upstream, allow=["10.0.0.0/8"])])
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", zf.port("w")), timeout=5)
+        s.close()
+
+    def lines():
+        return zf.events("reject", reason="not-allowed")
+
+    def accounted():
+        carried = sum(e.get("suppressed", 0) for e in lines())
+        counted = sum(e["count"] for e in zf.events("suppressed", of="reject", peer="127.0.0.1"))
+        return len(lines()) + carried + counted
+    wait_until(lambda: accounted() == n, 10, what=f"{n} rejects as lines or suppressed counts")
+    got = lines()
+    assert {e["thread"] for e in got} == {0, 1}, "both loops rejected"
+    stamps = [datetime.fromisoformat(e["ts"]) for e in got]
+    span = (max(stamps) - min(stamps)).total_seconds()
+    # burst + refill over the lines' own span (+ 1 for millisecond stamps)
+    assert len(got) <= 100 + 20 * span + 1, (len(got), span)
+    assert accounted() == n
 
 
 def test_reload_and_drain_reach_both_loops(start_worker, tfw, zctx):
