@@ -437,6 +437,9 @@ void listener_free(struct listener *l, const char *reason)
 		event_free(l->probe_timer);
 	if (l->resume_timer)
 		event_free(l->resume_timer);
+	/* Counts still pending are reported now: this loop's timer goes with
+	 * the route, and the share (with them) may go with this listener. */
+	log_ratelimit_flush(&(struct log_ctx){ .route = l->cfg->name }, &l->share->rl);
 	route_free(l->route);
 	listener_share_put(l->share);
 	config_unref(l->owner);

@@ -37,7 +37,8 @@
 #define LOG_RL_TOTAL_BURST 1000.0
 
 /* Set by a reload on the main thread while other loops log: atomics
- * (relaxed: a line formatted with the previous level or format is fine). */
+ * (relaxed: a line in the previous level or format is fine; the format is
+ * read once per line, so no line mixes the two). */
 static _Atomic enum log_level log_min = LOG_INFO;
 static _Atomic enum log_format log_fmt = LOG_FORMAT_JSON;
 
@@ -105,6 +106,8 @@ struct log_buf {
 	size_t cap;  /* usable bytes */
 	bool full;   /* a field did not fit: stop adding fields */
 	bool cut;    /* some value was shortened */
+	bool json;   /* the format, read once per line: a reload on another
+			thread must not switch it halfway */
 };
 
 static void log_put(struct log_buf *b, const char *s, size_t n)
@@ -148,7 +151,7 @@ static bool log_text_needs_quotes(const uint8_t *p, size_t n)
 /* Start a field: ',"key":' (JSON) or ' key=' (text). */
 static void log_key(struct log_buf *b, const char *key)
 {
-	if (log_fmt == LOG_FORMAT_JSON) {
+	if (b->json) {
 		log_puts(b, ",\"");
 		log_put_esc(b, key, strlen(key));
 		log_puts(b, "\":");
@@ -161,7 +164,7 @@ static void log_key(struct log_buf *b, const char *key)
 
 static void log_val_str(struct log_buf *b, const void *p, size_t n)
 {
-	bool q = log_fmt == LOG_FORMAT_JSON || log_text_needs_quotes(p, n);
+	bool q = b->json || log_text_needs_quotes(p, n);
 	if (q)
 		log_puts(b, "\"");
 	/* Keep one byte for the closing quote when shortening. */
@@ -215,7 +218,7 @@ static void log_field(struct log_buf *b, const struct log_field *f)
 	case LOG_K_STRS: {
 		/* JSON: an array; text: comma-joined in one value */
 		const char *const *v = f->b;
-		bool json = log_fmt == LOG_FORMAT_JSON;
+		bool json = b->json;
 		log_puts(b, json ? "[" : "\"");
 		for (size_t i = 0; i < f->blen; i++) {
 			if (i)
@@ -272,13 +275,14 @@ static void log_emit(enum log_level lvl, const struct log_ctx *ctx, const char *
 {
 	char line[LOG_LINE_MAX];
 	char ts[40];
-	struct log_buf b = { .p = line, .len = 0, .cap = sizeof(line) - LOG_RESERVE };
+	struct log_buf b = { .p = line, .len = 0, .cap = sizeof(line) - LOG_RESERVE,
+			     .json = log_fmt == LOG_FORMAT_JSON };
 	const char *lname = log_level_names[(unsigned)lvl <= LOG_ERROR ? (unsigned)lvl : LOG_ERROR];
 
 	if (event == NULL)
 		event = "";
 	log_ts(ts, sizeof(ts));
-	if (log_fmt == LOG_FORMAT_JSON) {
+	if (b.json) {
 		log_puts(&b, "{\"ts\":\"");
 		log_puts(&b, ts);
 		log_puts(&b, "\",\"level\":\"");
@@ -308,7 +312,7 @@ static void log_emit(enum log_level lvl, const struct log_ctx *ctx, const char *
 	/* The reserve guarantees these fit. */
 	b.cap = sizeof(line);
 	b.full = false;
-	if (log_fmt == LOG_FORMAT_JSON) {
+	if (b.json) {
 		if (b.cut)
 			log_puts(&b, ",\"truncated\":true");
 		log_puts(&b, "}\n");

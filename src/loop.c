@@ -16,13 +16,6 @@
 #include "zmtpfw/metrics.h"
 #include "zmtpfw/splice.h"
 
-/* A command posted by the main thread. */
-struct loop_cmd {
-	struct loop_cmd *next;
-	void (*fn)(struct loop *l, void *arg);
-	void *arg;
-};
-
 struct loop {
 	unsigned idx;
 	bool alone;                  /* the only loop: logs carry no thread */
@@ -32,9 +25,14 @@ struct loop {
 	struct event_base *base;
 	struct listener *listeners;  /* live and retired */
 	struct event *sweep;         /* frees retired listeners once empty (1 s) */
-	struct event *cmd_ev;        /* runs the posted commands */
-	pthread_mutex_t lock;        /* cmds */
-	struct loop_cmd *cmds, **cmds_tail;
+	struct event *cmd_ev;        /* runs what the main thread posted */
+	/* Posted by the main thread, taken under lock. Posting allocates
+	 * nothing, so it cannot fail: an apply carries its own link, a drain
+	 * is a flag (reloads are refused once draining: applies come first). */
+	pthread_mutex_t lock;
+	struct loop_apply *applies, **applies_tail;
+	bool drain_posted;
+	uint64_t drain_ms;
 	struct event *drain_tick;    /* CONN_DRAIN_TICK_MS while draining */
 	struct event *drain_deadline;
 	_Atomic uint64_t forced;     /* connections the drain deadline cut */
@@ -80,20 +78,29 @@ static void loop_on_sweep(evutil_socket_t fd, short what, void *arg)
 	loop_collect(arg);
 }
 
+static void loop_apply(struct loop *l, struct loop_apply *a);
+static void loop_drain(struct loop *l, uint64_t ms);
+
 static void loop_on_cmd(evutil_socket_t fd, short what, void *arg)
 {
 	struct loop *l = arg;
+	bool drain;
+	uint64_t ms;
 	pthread_mutex_lock(&l->lock);
-	struct loop_cmd *c = l->cmds;
-	l->cmds = NULL;
-	l->cmds_tail = &l->cmds;
+	struct loop_apply *a = l->applies;
+	l->applies = NULL;
+	l->applies_tail = &l->applies;
+	drain = l->drain_posted;
+	l->drain_posted = false;
+	ms = l->drain_ms;
 	pthread_mutex_unlock(&l->lock);
-	while (c) {
-		struct loop_cmd *next = c->next;
-		c->fn(l, c->arg);
-		free(c);
-		c = next;
+	while (a) {
+		struct loop_apply *next = a->next;
+		loop_apply(l, a);
+		a = next;
 	}
+	if (drain)
+		loop_drain(l, ms);
 }
 
 struct loop *loop_new(unsigned idx, struct event_base *base, bool alone)
@@ -106,7 +113,7 @@ struct loop *loop_new(unsigned idx, struct event_base *base, bool alone)
 	l->idx = idx;
 	l->alone = alone;
 	l->own_thread = base == NULL;
-	l->cmds_tail = &l->cmds;
+	l->applies_tail = &l->applies;
 	pthread_mutex_init(&l->lock, NULL);
 	l->base = base ? base : event_base_new();
 	if (!l->base)
@@ -161,26 +168,31 @@ int loop_start(struct loop *l)
 	return 0;
 }
 
-void loop_run(struct loop *l, void (*fn)(struct loop *l, void *arg), void *arg)
+void loop_post_apply(struct loop *l, struct loop_apply *a)
 {
 	if (l == loop_self || !l->own_thread) {
-		fn(l, arg);
+		loop_apply(l, a);
 		return;
 	}
-	struct loop_cmd *c = calloc(1, sizeof(*c));
-	if (!c) { /* cannot reach that loop: say so rather than lose it */
-		log_event(LOG_ERROR, NULL, NULL, "error", LOG_STR("reason", "internal"),
-			  LOG_U64("thread", l->idx), LOG_STR("detail", "command lost: out of memory"),
-			  LOG_END);
-		return;
-	}
-	c->fn = fn;
-	c->arg = arg;
+	a->next = NULL;
 	pthread_mutex_lock(&l->lock);
-	*l->cmds_tail = c;
-	l->cmds_tail = &c->next;
+	*l->applies_tail = a;
+	l->applies_tail = &a->next;
 	pthread_mutex_unlock(&l->lock);
 	event_active(l->cmd_ev, EV_TIMEOUT, 1); /* thread-safe: evthread_use_pthreads */
+}
+
+void loop_post_drain(struct loop *l, uint64_t timeout_ms)
+{
+	if (l == loop_self || !l->own_thread) {
+		loop_drain(l, timeout_ms);
+		return;
+	}
+	pthread_mutex_lock(&l->lock);
+	l->drain_posted = true;
+	l->drain_ms = timeout_ms;
+	pthread_mutex_unlock(&l->lock);
+	event_active(l->cmd_ev, EV_TIMEOUT, 1);
 }
 
 void loop_apply_free(struct loop_apply *a)
@@ -196,9 +208,8 @@ void loop_apply_free(struct loop_apply *a)
 	free(a);
 }
 
-void loop_apply(struct loop *l, void *arg)
+static void loop_apply(struct loop *l, struct loop_apply *a)
 {
-	struct loop_apply *a = arg;
 	const struct config *nc = a->cfg;
 
 	for (struct listener *x = l->listeners; x; x = x->next) {
@@ -212,13 +223,7 @@ void loop_apply(struct loop *l, void *arg)
 			listener_update(x, r, a->cfg, a->probe, a->close_disallowed);
 			continue;
 		}
-		if (l->idx == 0) { /* one line per route, not per loop */
-			struct log_ctx ctx = { .route = x->cfg->name };
-			log_event(LOG_INFO, &ctx, NULL, "route-removed",
-				  LOG_STR("listen", x->cfg->listen.text),
-				  LOG_U64("connections", atomic_load(&x->share->n_conns)), LOG_END);
-		}
-		listener_retire(x);
+		listener_retire(x); /* the server logged route-removed */
 	}
 	for (size_t i = 0; i < a->n_new; i++) {
 		struct loop_route *nr = &a->new_routes[i];
@@ -289,9 +294,8 @@ static void loop_on_drain_deadline(evutil_socket_t fd, short what, void *arg)
 	loop_drain_done(l);
 }
 
-void loop_drain(struct loop *l, void *arg)
+static void loop_drain(struct loop *l, uint64_t ms)
 {
-	uint64_t ms = (uintptr_t)arg;
 	struct timeval tick = { 0, CONN_DRAIN_TICK_MS * 1000 };
 	struct timeval deadline = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
 
@@ -339,12 +343,10 @@ uint64_t loop_stop(struct loop *l)
 	}
 	if (!l->own_thread)
 		conn_thread_stop();
-	while (l->cmds) { /* never ran: an apply still owns its holds and fds */
-		struct loop_cmd *c = l->cmds;
-		l->cmds = c->next;
-		if (c->fn == loop_apply)
-			loop_apply_free(c->arg);
-		free(c);
+	while (l->applies) { /* never ran: an apply still owns its holds and fds */
+		struct loop_apply *a = l->applies;
+		l->applies = a->next;
+		loop_apply_free(a);
 	}
 	if (l->sweep)
 		event_free(l->sweep);

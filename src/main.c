@@ -152,7 +152,8 @@ int main(int argc, char **argv)
 	struct event *sigev[3] = { NULL, NULL, NULL };
 	/* several loops: libevent's locks (event_active from the main thread
 	 * on another loop); one loop keeps the lock-free base of before */
-	if (server_threads(cfg) > 1 && evthread_use_pthreads() < 0) {
+	unsigned n_loops = server_threads(cfg); /* once: "auto" must not change between uses */
+	if (n_loops > 1 && evthread_use_pthreads() < 0) {
 		fprintf(stderr, "zmtpfw: cannot enable libevent threads\n");
 		config_free(cfg);
 		return 1;
@@ -172,7 +173,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 3; i++)
 		sigaddset(&held, sigs[i]);
 	pthread_sigmask(SIG_BLOCK, &held, NULL);
-	srv = server_start(base, cfg); /* owns cfg from here */
+	srv = server_start(base, cfg, n_loops); /* owns cfg from here */
 	if (!srv)
 		goto out;
 	for (int i = 0; i < 3; i++) {

@@ -43,11 +43,33 @@ static void mem_budget_init_list(void)
 		TAILQ_INIT(&mem_budget_all);
 }
 
+/* This loop's biggest holder, made exact in its slot's bound. */
+static struct mem_holder *mem_budget_own_biggest(uint64_t *most)
+{
+	struct mem_holder *big = NULL, *x;
+	*most = 0;
+	mem_budget_init_list();
+	TAILQ_FOREACH(x, &mem_budget_all, link) {
+		uint64_t h = mem_budget_held(x, x->bytes);
+		if (!big || h > *most) {
+			big = x;
+			*most = h;
+		}
+	}
+	MB_STORE(mem_budget_loops[mem_budget_self].biggest, *most);
+	return big;
+}
+
 static void mem_budget_woken(evutil_socket_t fd, short what, void *arg)
 {
+	uint64_t most;
 	(void)fd;
 	(void)what;
 	(void)arg;
+	/* Woken for a stale bound (its holder closed since): correct it even
+	 * if the process is back under the budget, or it draws the next
+	 * wake too. */
+	(void)mem_budget_own_biggest(&most);
 	if (mem_budget_on_wake)
 		mem_budget_on_wake();
 }
@@ -123,17 +145,8 @@ struct mem_holder *mem_budget_victim(uint64_t min)
 {
 	if (mem_budget_used() <= MB_LOAD(mem_budget_limit))
 		return NULL;
-	struct mem_holder *big = NULL, *x;
-	uint64_t most = 0;
-	mem_budget_init_list();
-	TAILQ_FOREACH(x, &mem_budget_all, link) {
-		uint64_t h = mem_budget_held(x, x->bytes);
-		if (!big || h > most) {
-			big = x;
-			most = h;
-		}
-	}
-	MB_STORE(mem_budget_loops[mem_budget_self].biggest, most); /* exact now */
+	uint64_t most;
+	struct mem_holder *big = mem_budget_own_biggest(&most);
 	unsigned n = MB_LOAD(mem_budget_n), other = mem_budget_self;
 	uint64_t best = most;
 	for (unsigned i = 0; i < n; i++) {

@@ -31,8 +31,6 @@ struct route *route_new(const struct config_route *cfg, struct event_base *base,
 	r->rl = rl;
 	r->conn_gone = conn_gone;
 	r->owner = owner;
-	if (thread > 0)
-		return r; /* loop 0 flushes the shared limiter */
 	r->rl_timer = event_new(base, -1, EV_PERSIST, route_on_tick, r);
 	if (!r->rl_timer || event_add(r->rl_timer, &sec) < 0) {
 		route_free(r);

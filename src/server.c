@@ -28,16 +28,73 @@ struct server {
 	struct metrics_http *http;       /* NULL when metrics are off */
 	bool draining;
 	bool stopped;                    /* a second signal cut the drain short */
+	/* Every route's share (counts across loops) while any loop's listener
+	 * holds it, retired routes' included: counts in the logs come from
+	 * here, not from whatever loop 0 still has. */
+	struct server_share *shares;
+	size_t n_shares, cap_shares;
+};
+struct server_share {
+	struct config_addr listen;
+	struct listener_share *sh;       /* one hold, the server's */
+	bool retired;                    /* its route left the config */
 };
 
-/* Every loop's connections, retired routes' included (the routes' shared
- * counts: loop 0 has a listener, live or retired, on every share). */
+static bool server_same_addr(const struct config_addr *a, const struct config_addr *b)
+{
+	return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
+}
+
+static bool server_has(const struct config *c, const struct config_addr *listen)
+{
+	for (size_t i = 0; c && i < c->n_routes; i++)
+		if (server_same_addr(&c->routes[i].listen, listen))
+			return true;
+	return false;
+}
+
+/* Drop shares no listener holds any more (theirs was the last hold). */
+static void server_prune_shares(struct server *s)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < s->n_shares; i++) {
+		if (atomic_load(&s->shares[i].sh->refs) == 1)
+			listener_share_put(s->shares[i].sh);
+		else
+			s->shares[k++] = s->shares[i];
+	}
+	s->n_shares = k;
+}
+
+/* Every loop's connections, retired routes' included. */
 static uint32_t server_conns(const struct server *s)
 {
 	uint32_t n = 0;
-	for (const struct listener *l = loop_listeners(s->loops[0]); l; l = l->next)
-		n += atomic_load(&l->share->n_conns);
+	for (size_t i = 0; i < s->n_shares; i++)
+		n += atomic_load(&s->shares[i].sh->n_conns);
 	return n;
+}
+
+/* A reload removed these routes: one line each, with the connections
+ * they still have on every loop. */
+static void server_log_removed(struct server *s, const struct config *nc)
+{
+	for (size_t i = 0; i < s->cfg->n_routes; i++) {
+		const struct config_route *r = &s->cfg->routes[i];
+		if (server_has(nc, &r->listen))
+			continue;
+		uint32_t n = 0;
+		for (size_t k = 0; k < s->n_shares; k++) {
+			struct server_share *x = &s->shares[k];
+			if (!x->retired && server_same_addr(&x->listen, &r->listen)) {
+				x->retired = true;
+				n = atomic_load(&x->sh->n_conns);
+			}
+		}
+		struct log_ctx ctx = { .route = r->name };
+		log_event(LOG_INFO, &ctx, NULL, "route-removed", LOG_STR("listen", r->listen.text),
+			  LOG_U64("connections", n), LOG_END);
+	}
 }
 
 /* /readyz: loop 0's listeners (this thread's) stand for every loop's. */
@@ -66,11 +123,6 @@ static bool server_ready(void *arg, struct evbuffer *why)
 		}
 	}
 	return ok;
-}
-
-static bool server_same_addr(const struct config_addr *a, const struct config_addr *b)
-{
-	return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
 }
 
 static void server_mark_live(const struct config *c)
@@ -128,14 +180,6 @@ unsigned server_threads(const struct config *cfg)
 	return n < 1 ? 1 : n > CONFIG_MAX_THREADS ? CONFIG_MAX_THREADS : (unsigned)n;
 }
 
-static bool server_has(const struct config *c, const struct config_addr *listen)
-{
-	for (size_t i = 0; c && i < c->n_routes; i++)
-		if (server_same_addr(&c->routes[i].listen, listen))
-			return true;
-	return false;
-}
-
 static void server_free_applies(struct loop_apply **a, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++) {
@@ -153,6 +197,17 @@ static int server_prepare(struct server *s, struct config *nc, struct loop_apply
 	size_t n_new = 0;
 	for (size_t i = 0; i < nc->n_routes; i++)
 		n_new += !server_has(s->cfg, &nc->routes[i].listen);
+	server_prune_shares(s);
+	if (s->n_shares + n_new > s->cap_shares) { /* room now: the commit cannot fail */
+		size_t cap = s->n_shares + n_new;
+		struct server_share *x = realloc(s->shares, cap * sizeof(*x));
+		if (!x) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		s->shares = x;
+		s->cap_shares = cap;
+	}
 	for (unsigned t = 0; t < s->n_loops; t++) {
 		a[t] = calloc(1, sizeof(*a[t]) + n_new * sizeof(a[t]->new_routes[0]));
 		if (!a[t]) {
@@ -188,16 +243,23 @@ static int server_prepare(struct server *s, struct config *nc, struct loop_apply
 	return 0;
 }
 
-/* Hand each loop its apply (loop 0 now, on this thread). */
+/* Hand each loop its apply (loop 0 now, on this thread); keep a hold on
+ * each new route's share (room was made by server_prepare). */
 static void server_commit(struct server *s, struct loop_apply **a)
 {
+	for (size_t k = 0; k < a[0]->n_new; k++) {
+		struct listener_share *sh = a[0]->new_routes[k].share;
+		atomic_fetch_add(&sh->refs, 1);
+		s->shares[s->n_shares++] = (struct server_share){ .listen = a[0]->new_routes[k].cfg->listen,
+								  .sh = sh };
+	}
 	for (unsigned t = 0; t < s->n_loops; t++) {
-		loop_run(s->loops[t], loop_apply, a[t]);
+		loop_post_apply(s->loops[t], a[t]);
 		a[t] = NULL;
 	}
 }
 
-struct server *server_start(struct event_base *base, struct config *cfg)
+struct server *server_start(struct event_base *base, struct config *cfg, unsigned n_loops)
 {
 	struct server *s = calloc(1, sizeof(*s));
 	struct loop_apply *a[CONFIG_MAX_THREADS] = { NULL };
@@ -209,7 +271,7 @@ struct server *server_start(struct event_base *base, struct config *cfg)
 	}
 	config_ref(cfg); /* the server's hold, first: a failed prepare drops only the applies' */
 	s->base = base;
-	s->n_loops = server_threads(cfg);
+	s->n_loops = n_loops < 1 ? 1 : n_loops > CONFIG_MAX_THREADS ? CONFIG_MAX_THREADS : n_loops;
 	for (unsigned t = 0; t < s->n_loops; t++)
 		if (!(s->loops[t] = loop_new(t, t == 0 ? base : NULL, s->n_loops == 1)))
 			goto fail;
@@ -299,6 +361,7 @@ int server_reload(struct server *s)
 		server_has(s->cfg, &nc->routes[i].listen) ? kept++ : opened++;
 	for (size_t i = 0; i < s->cfg->n_routes; i++)
 		retired += !server_has(nc, &s->cfg->routes[i].listen);
+	server_log_removed(s, nc);
 	server_commit(s, a);
 	if (metrics_moved) {
 		if (s->http)
@@ -341,7 +404,7 @@ void server_drain(struct server *s)
 	/* each loop drains its own connections and leaves its event loop;
 	 * loop 0 leaving ends main's dispatch, server_free waits for the rest */
 	for (unsigned t = s->n_loops; t-- > 0;)
-		loop_run(s->loops[t], loop_drain, (void *)(uintptr_t)s->cfg->drain_timeout_ms);
+		loop_post_drain(s->loops[t], s->cfg->drain_timeout_ms);
 }
 
 void server_free(struct server *s)
@@ -356,6 +419,9 @@ void server_free(struct server *s)
 			  LOG_U64("forced", forced), LOG_END);
 	if (s->http)
 		metrics_http_stop(s->http);
+	for (size_t i = 0; i < s->n_shares; i++)
+		listener_share_put(s->shares[i].sh);
+	free(s->shares);
 	config_unref(s->cfg);
 	free(s);
 }

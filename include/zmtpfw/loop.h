@@ -29,6 +29,7 @@ struct loop_route {
 
 /* A config snapshot for one loop to take over (start and each reload). */
 struct loop_apply {
+	struct loop_apply *next; /* the loop's queue of posted applies */
 	struct config *cfg;      /* one config_ref hold, the loop's */
 	bool probe;              /* probe upstreams (loop 0 only) */
 	bool close_disallowed;   /* reload_closes_disallowed */
@@ -42,20 +43,18 @@ struct loop *loop_new(unsigned idx, struct event_base *base, bool alone)
 	__attribute__((warn_unused_result));
 int loop_start(struct loop *l) __attribute__((warn_unused_result));
 
-/* Run fn(l, arg) on l's thread: now when l is the caller's own loop
- * (loop 0 on the main thread), else posted. */
-void loop_run(struct loop *l, void (*fn)(struct loop *l, void *arg), void *arg);
-
-/* Take over a snapshot (frees a). Run on l's thread (loop_run). */
-void loop_apply(struct loop *l, void *apply);
+/* Make l take over a snapshot (frees a), on l's thread: now when l is the
+ * caller's own loop (loop 0 on the main thread), else posted. Posting
+ * allocates nothing, so it cannot fail. */
+void loop_post_apply(struct loop *l, struct loop_apply *a);
 /* Release what an apply holds (config hold, bound fds, shares): one that
  * never ran. NULL is a no-op. */
 void loop_apply_free(struct loop_apply *a);
 
-/* Stop accepting and drain; when the last connection ended or the
- * deadline passed, leave l's event loop. Run on l's thread (loop_run);
- * arg: the drain_timeout_ms, as (uintptr_t). */
-void loop_drain(struct loop *l, void *timeout_ms);
+/* Make l stop accepting and drain, on its thread (as loop_post_apply);
+ * when its last connection ended or the deadline passed, it leaves its
+ * event loop. Posted after every apply (reloads stop once draining). */
+void loop_post_drain(struct loop *l, uint64_t timeout_ms);
 
 /* Loop 0's listeners, for /readyz on the main thread only. */
 struct listener *loop_listeners(struct loop *l);

@@ -28,7 +28,7 @@ struct route {
 	int thread;                     /* that loop's index, for the logs; -1 when alone */
 	struct log_ratelimit *rl;       /* the route's log rate limiter (every loop's) */
 	struct event *rl_timer;         /* flushes suppressed-log counts each second
-					   (loop 0's route only: one flush per route) */
+					   (every loop's: the first to come reports them) */
 	uint64_t gen;                   /* bumped by each reload: connections compare */
 	bool draining;                  /* SIGTERM: client messages stop at a boundary
 					   (one flag per loop, not a global) */
@@ -40,7 +40,7 @@ struct route {
 
 /* Make the runtime of a route on one loop (thread, -1 when alone): rl is
  * the route's limiter, kept by the caller for the route's life. Starts the
- * log flush timer on loop 0. NULL when out of memory. */
+ * log flush timer on base. NULL when out of memory. */
 struct route *route_new(const struct config_route *cfg, struct event_base *base, int thread,
 			struct log_ratelimit *rl,
 			void (*conn_gone)(void *owner, struct conn *c), void *owner)

@@ -11,12 +11,14 @@ struct event_base;
 struct server;
 
 /* Event loops the config asks for ("auto": online cores), 1..64. Main
- * calls evthread_use_pthreads before creating its base when above 1. */
+ * asks once, calls evthread_use_pthreads before creating its base when
+ * above 1, and hands the same number to server_start. */
 unsigned server_threads(const struct config *cfg);
 
-/* Bind every route and the metrics endpoint, then drop privileges (user =).
- * Takes ownership of cfg. NULL on failure (logged; cfg freed). */
-struct server *server_start(struct event_base *base, struct config *cfg)
+/* Run n_loops event loops (server_threads), bind every route and the
+ * metrics endpoint, then drop privileges (user =). Takes ownership of cfg.
+ * NULL on failure (logged; cfg freed). */
+struct server *server_start(struct event_base *base, struct config *cfg, unsigned n_loops)
 	__attribute__((warn_unused_result));
 
 /* Reload from the file the running config came from. Never disturbs the

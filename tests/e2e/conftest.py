@@ -227,14 +227,17 @@ def matches(d, crit):
 # --- zmtpfw process -----------------------------------------------------------
 
 class Zmtpfw:
-    def __init__(self, args, workdir, name="zmtpfw", env=None):
+    def __init__(self, args, workdir, name="zmtpfw", env=None, stderr=None):
+        """stderr: a descriptor to log to instead of name.log (whoever
+        reads it copies the lines to log_path for the helpers below)."""
         self.args = [str(zmtpfw_bin())] + [str(a) for a in args]
         self.log_path = Path(workdir) / f"{name}.log"
         self.out_path = Path(workdir) / f"{name}.out"
         self.expect_exit = False
         with open(self.log_path, "wb") as err, open(self.out_path, "wb") as out:
             self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=err, start_new_session=True, cwd=workdir,
+                                         stderr=err if stderr is None else stderr,
+                                         start_new_session=True, cwd=workdir,
                                          env=None if env is None else {**os.environ, **env})
         self.routes = {}
 
