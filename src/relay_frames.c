@@ -52,15 +52,26 @@ int relay_frames_policy(struct relay *r)
 	ppolicy_free(old);
 	r->up.dec.max_frame = r->down.dec.max_frame = cfg->max_frame_size;
 	r->repolicy = false;
-	if (r->up.scan && !r->up.hold) {
-		r->up.hold = evbuffer_new();
-		r->up.ins = calloc(1, sizeof(*r->up.ins));
-		if (!r->up.hold || !r->up.ins)
-			return -1;
-	}
-	if (r->up.scan && r->up.icfg.policy && inspect_enable_policy(r->up.ins) < 0)
+	if (r->up.scan && !r->up.hold && !(r->up.hold = evbuffer_new()))
+		return -1;
+	/* The inspector comes with the first frame to inspect (relay_inspector). */
+	if (r->up.ins && r->up.icfg.policy && inspect_enable_policy(r->up.ins) < 0)
 		return -1;
 	return 0;
+}
+
+/* The direction's inspector, made at its first frame to inspect: 14 KiB
+ * that an idle connection (10,000 of them on a gateway) never needs.
+ * NULL when out of memory. */
+static struct inspect *relay_inspector(struct dir *d)
+{
+	if (d->ins)
+		return d->ins;
+	if (!(d->ins = calloc(1, sizeof(*d->ins))))
+		return NULL;
+	if (d->icfg.policy && inspect_enable_policy(d->ins) < 0)
+		return NULL; /* it freed what it had made; the relay frees d->ins */
+	return d->ins;
 }
 
 /* Move the judged prefix to the other side: one call for many frames. */
@@ -248,6 +259,8 @@ static int relay_on_header(struct relay *r, struct dir *d, struct evbuffer *in, 
 		d->parsed = 0;
 		return 0;
 	}
+	if (!relay_inspector(d))
+		return relay_fail(r, d, "internal", "out of memory");
 	d->dest = FRAME_PENDING;
 	inspect_begin(d->ins, &d->icfg, d->dec.size);
 	return 0;
@@ -399,8 +412,9 @@ static int relay_event(struct relay *r, struct dir *d, struct evbuffer *in, stru
  * length when every frame is clean (it joins the forward prefix, nothing is
  * copied or held), 0 when the general path must take it from its first
  * byte (a long or command frame, a frame cut by the span's end, a limit, a
- * pickle). Checks exactly what relay_on_header and the decoder check. */
-static size_t relay_fast_message(const struct relay *r, const struct dir *d, const uint8_t *p,
+ * pickle). Checks exactly what relay_on_header and the decoder check; the
+ * one thing it may change is making the direction's inspector. */
+static size_t relay_fast_message(const struct relay *r, struct dir *d, const uint8_t *p,
 				 size_t n, uint32_t *frames)
 {
 	const struct config_route *cfg = r->route->cfg;
@@ -423,8 +437,8 @@ static size_t relay_fast_message(const struct relay *r, const struct dir *d, con
 		/* The same inspector as the general path; a drop is left to
 		 * that path, which logs it. */
 		if (d->scan && size > 0 && !inspect_first_byte_pass(p[off + 2])) {
-			if (size > cfg->max_scan_bytes)
-				return 0; /* the general path applies the budget */
+			if (size > cfg->max_scan_bytes || !relay_inspector(d))
+				return 0; /* the general path applies the budget (or fails) */
 			inspect_begin(d->ins, &d->icfg, size);
 			enum inspect_verdict v = inspect_feed(d->ins, p + off + 2, size);
 			if (v == INSPECT_NEED_MORE)
