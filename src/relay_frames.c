@@ -69,8 +69,13 @@ static struct inspect *relay_inspector(struct dir *d)
 		return d->ins;
 	if (!(d->ins = calloc(1, sizeof(*d->ins))))
 		return NULL;
-	if (d->icfg.policy && inspect_enable_policy(d->ins) < 0)
-		return NULL; /* it freed what it had made; the relay frees d->ins */
+	if (d->icfg.policy && inspect_enable_policy(d->ins) < 0) {
+		/* never keep one without its names: the next frame would be
+		 * judged by a policy inspector that cannot record imports */
+		free(d->ins);
+		d->ins = NULL;
+		return NULL;
+	}
 	return d->ins;
 }
 
