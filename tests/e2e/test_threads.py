@@ -2,19 +2,27 @@
 every route (SO_REUSEPORT), limits stay exact across loops, reload and drain
 reach every loop, /metrics sums the loops' shards."""
 
+import json
+import os
+import resource
+import shutil
 import signal
 import socket
 import struct
+import subprocess
+import tempfile
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 import urllib.request
 
 import pytest
 import zmq
 
 import zmtp_raw as Z
-from conftest import MIB, free_port, make_route, render_config, wait_until, zsock, Zmtpfw
+from conftest import (MIB, free_port, make_route, render_config, wait_until, zmtpfw_bin, zsock,
+                      Zmtpfw)
 
 
 @pytest.fixture
@@ -240,3 +248,34 @@ def test_memory_budget_closes_the_biggest_holder_on_another_loop(start_worker, t
     a.close()
     b.close()
     s.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs zmtpfw as another user under RLIMIT_NPROC")
+def test_a_loop_thread_that_cannot_start_is_logged(tcp_sink):
+    """threads = 3 under RLIMIT_NPROC = 2 (as nobody: the limit binds only
+    non-root users): loop 1's thread starts and listens, loop 2's cannot be
+    created, and startup fails. It must say why: exiting 1 after 'listening'
+    lines with no error line leaves the operator nothing to go on (a
+    container's pids limit or systemd's TasksMax with threads = "auto")."""
+    d = Path(tempfile.mkdtemp(prefix="zmtpfw-nproc-"))
+    try:
+        os.chmod(d, 0o755)
+        cfg = d / "nproc.conf"
+        cfg.write_text("threads = 3;\n" + render_config(
+            [make_route("w", tcp_sink.upstream)]).replace("threads = ", "# threads = "))
+        os.chmod(cfg, 0o644)
+
+        def as_nobody():
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            resource.setrlimit(resource.RLIMIT_NPROC, (2, 2))
+        p = subprocess.run([str(zmtpfw_bin()), "-c", str(cfg)], preexec_fn=as_nobody, cwd=d,
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    lines = [json.loads(l) for l in p.stderr.decode().splitlines() if l.startswith("{")]
+    assert p.returncode == 1, p.stderr.decode()[-2000:]
+    errors = [e for e in lines if e["event"] == "error" and e.get("reason") == "threads"]
+    assert errors, "no error line says why startup failed:\n" + p.stderr.decode()[-2000:]
+    assert "thread" in errors[0] and errors[0]["detail"], errors[0]
