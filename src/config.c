@@ -286,10 +286,18 @@ static int cfg_root(struct cfg_ctx *x, const config_setting_t *root, struct conf
 						      "route '%s' (line %d)", r->name,
 						r->listen.text, c->routes[j].name,
 						c->routes[j].line);
+			if (cfg_addr_overlap(&c->routes[j].listen, &r->listen))
+				return cfg_fail(x, g, "route '%s': listen %s overlaps %s of route "
+						      "'%s' (line %d): the two cannot both listen",
+						r->name, r->listen.text, c->routes[j].listen.text,
+						c->routes[j].name, c->routes[j].line);
 		}
 		if (c->metrics_enabled && cfg_addr_same(&c->metrics_listen, &r->listen))
 			return cfg_fail(x, g, "route '%s': listen %s is the metrics address",
 					r->name, r->listen.text);
+		if (c->metrics_enabled && cfg_addr_overlap(&c->metrics_listen, &r->listen))
+			return cfg_fail(x, g, "route '%s': listen %s overlaps the metrics address %s",
+					r->name, r->listen.text, c->metrics_listen.text);
 	}
 	return 0;
 }

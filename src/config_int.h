@@ -42,6 +42,9 @@ int cfg_fail(struct cfg_ctx *x, const config_setting_t *s, const char *fmt, ...)
 
 /* Same listening socket (address, port, v6 scope)? */
 bool cfg_addr_same(const struct config_addr *a, const struct config_addr *b);
+/* Could not both listen: same port and address, or a wildcard covering
+ * the other (0.0.0.0 all of IPv4, [::] everything). */
+bool cfg_addr_overlap(const struct config_addr *a, const struct config_addr *b);
 
 /* "an integer", "a group { }", ... for "expected X, got Y". */
 const char *cfg_type_name(const config_setting_t *s);

@@ -171,6 +171,53 @@ bool cfg_addr_same(const struct config_addr *a, const struct config_addr *b)
 	return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
 }
 
+/* The IPv4 address of a (IPv4, or IPv6 v4-mapped), in network order. */
+static bool cfg_addr_v4(const struct config_addr *a, uint32_t *ip)
+{
+	if (a->sa.ss_family == AF_INET) {
+		*ip = ((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr;
+		return true;
+	}
+	const struct in6_addr *x = &((const struct sockaddr_in6 *)&a->sa)->sin6_addr;
+	if (!IN6_IS_ADDR_V4MAPPED(x))
+		return false;
+	memcpy(ip, &x->s6_addr[12], sizeof(*ip));
+	return true;
+}
+
+static uint16_t cfg_addr_port(const struct config_addr *a)
+{
+	return a->sa.ss_family == AF_INET ? ((const struct sockaddr_in *)&a->sa)->sin_port
+					  : ((const struct sockaddr_in6 *)&a->sa)->sin6_port;
+}
+
+/* Could the two not listen at once? Same port, and the same address or a
+ * wildcard covering the other: 0.0.0.0 every IPv4 address, [::] every
+ * address (IPV6_V6ONLY is left off, Linux's default, so it takes IPv4
+ * too). Without SO_REUSEPORT the kernel refuses the second listen; with
+ * it (threads > 1) both would listen and split the connections. Refused
+ * here, so the answer is the same for any number of threads. */
+bool cfg_addr_overlap(const struct config_addr *a, const struct config_addr *b)
+{
+	uint32_t x, y;
+
+	if ((a->sa.ss_family != AF_INET && a->sa.ss_family != AF_INET6) ||
+	    (b->sa.ss_family != AF_INET && b->sa.ss_family != AF_INET6))
+		return cfg_addr_same(a, b); /* a path: only itself */
+	if (cfg_addr_port(a) != cfg_addr_port(b))
+		return false;
+	if (cfg_addr_same(a, b))
+		return true;
+	if ((a->sa.ss_family == AF_INET6 &&
+	     IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->sa)->sin6_addr)) ||
+	    (b->sa.ss_family == AF_INET6 &&
+	     IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&b->sa)->sin6_addr)))
+		return true;
+	if (cfg_addr_v4(a, &x) && cfg_addr_v4(b, &y))
+		return x == y || x == htonl(INADDR_ANY) || y == htonl(INADDR_ANY);
+	return false;
+}
+
 /* ---- typed readers ---- */
 
 const char *cfg_type_name(const config_setting_t *s)

@@ -299,10 +299,9 @@ static void listener_probe_config(struct listener *l, bool on)
 
 /* ---- lifecycle ---- */
 
-int listener_bind(const struct config_route *cfg, bool reuseport)
+/* A socket bound to the route's address, or -1 with errno set. */
+static int listener_socket(const struct config_addr *a, bool reuseport)
 {
-	struct log_ctx ctx = { .route = cfg->name };
-	const struct config_addr *a = &cfg->listen;
 	int one = 1, fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	/* what evconnlistener_new_bind with LEV_OPT_REUSEABLE does, plus
@@ -311,13 +310,39 @@ int listener_bind(const struct config_route *cfg, bool reuseport)
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
 	    (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
 	    bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0) {
-		log_event(LOG_ERROR, &ctx, NULL, "error", LOG_STR("reason", "listen"),
-			  LOG_STR("listen", a->text), LOG_STR("detail", strerror(errno)), LOG_END);
+		int e = errno;
 		if (fd >= 0)
 			close(fd);
+		errno = e;
 		return -1;
 	}
 	return fd;
+}
+
+int listener_bind(const struct config_route *cfg, bool reuseport)
+{
+	struct log_ctx ctx = { .route = cfg->name };
+	const struct config_addr *a = &cfg->listen;
+	int fd = -1;
+
+	/* SO_REUSEPORT would let the bind succeed where a plain one fails:
+	 * beside a listening socket of another process of this user (the
+	 * kernel would then split the connections with it), or of a route a
+	 * loop has not yet let go. A plain bind first, closed at once, gets
+	 * the answer threads = 1 gets. */
+	if (reuseport) {
+		int probe = listener_socket(a, false);
+		if (probe >= 0)
+			close(probe);
+		else
+			goto fail;
+	}
+	if ((fd = listener_socket(a, reuseport)) >= 0)
+		return fd;
+fail:
+	log_event(LOG_ERROR, &ctx, NULL, "error", LOG_STR("reason", "listen"),
+		  LOG_STR("listen", a->text), LOG_STR("detail", strerror(errno)), LOG_END);
+	return -1;
 }
 
 struct listener *listener_open(const struct config_route *cfg, struct config *owner,

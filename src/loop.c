@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -158,12 +159,32 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
+/* Startup cannot go on without loop l: say why (main exits 1 next, and
+ * other loops may already have logged "listening"). */
+static void loop_start_failed(const struct loop *l, const char *detail)
+{
+	log_event(LOG_ERROR, NULL, NULL, "error", LOG_STR("reason", "threads"),
+		  LOG_U64("thread", l->idx), LOG_STR("detail", detail), LOG_END);
+}
+
 int loop_start(struct loop *l)
 {
-	if (!l->own_thread)
-		return conn_thread_start(l->idx, l->base);
-	if (pthread_create(&l->tid, NULL, loop_main, l) != 0)
+	int rc;
+	if (!l->own_thread) {
+		if (conn_thread_start(l->idx, l->base) < 0) {
+			loop_start_failed(l, "loop setup failed");
+			return -1;
+		}
+		return 0;
+	}
+	if ((rc = pthread_create(&l->tid, NULL, loop_main, l)) != 0) {
+		char detail[160];
+		snprintf(detail, sizeof(detail), "cannot create the event loop's thread: %s "
+			 "(a limit on processes or threads, such as RLIMIT_NPROC, a container's pids "
+			 "limit or TasksMax, counts each loop)", strerror(rc));
+		loop_start_failed(l, detail);
 		return -1;
+	}
 	l->started = true;
 	return 0;
 }

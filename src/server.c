@@ -273,15 +273,19 @@ struct server *server_start(struct event_base *base, struct config *cfg, unsigne
 	s->base = base;
 	s->n_loops = n_loops < 1 ? 1 : n_loops > CONFIG_MAX_THREADS ? CONFIG_MAX_THREADS : n_loops;
 	for (unsigned t = 0; t < s->n_loops; t++)
-		if (!(s->loops[t] = loop_new(t, t == 0 ? base : NULL, s->n_loops == 1)))
+		if (!(s->loops[t] = loop_new(t, t == 0 ? base : NULL, s->n_loops == 1))) {
+			log_event(LOG_ERROR, NULL, NULL, "error", LOG_STR("reason", "threads"),
+				  LOG_U64("thread", t),
+				  LOG_STR("detail", "cannot make the event loop (out of memory)"), LOG_END);
 			goto fail;
+		}
 	conn_set_max_memory(cfg->max_memory);
 	server_mark_live(cfg);
 	if (server_prepare(s, cfg, a, err, sizeof(err)) < 0)
 		goto fail;
 	s->cfg = cfg;
 	cfg = NULL;
-	if (loop_start(s->loops[0]) < 0)
+	if (loop_start(s->loops[0]) < 0) /* logged */
 		goto fail;
 	server_commit(s, a);
 	if (s->cfg->metrics_enabled &&
@@ -291,7 +295,7 @@ struct server *server_start(struct event_base *base, struct config *cfg, unsigne
 	if (server_drop_privileges(s->cfg) < 0)
 		goto fail;
 	for (unsigned t = 1; t < s->n_loops; t++)
-		if (loop_start(s->loops[t]) < 0)
+		if (loop_start(s->loops[t]) < 0) /* logged */
 			goto fail;
 	return s;
 fail:

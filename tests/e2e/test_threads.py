@@ -2,19 +2,27 @@
 every route (SO_REUSEPORT), limits stay exact across loops, reload and drain
 reach every loop, /metrics sums the loops' shards."""
 
+import json
+import os
+import resource
+import shutil
 import signal
 import socket
 import struct
+import subprocess
+import tempfile
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
 import urllib.request
 
 import pytest
 import zmq
 
 import zmtp_raw as Z
-from conftest import MIB, free_port, make_route, render_config, wait_until, zsock, Zmtpfw
+from conftest import (MIB, free_port, make_route, render_config, wait_until, zmtpfw_bin, zsock,
+                      Zmtpfw)
 
 
 @pytest.fixture
@@ -32,7 +40,9 @@ def tfw(procs, workdir):
         zf.routes = {r["name"]: r for r in routes}
         zf.port = lambda name: int(zf.routes[name]["listen"].rsplit(":", 1)[1])
         for n in zf.routes:
-            for t in range(threads):
+            if threads == 1:  # one loop: its lines carry no "thread"
+                zf.wait_event("listening", 10, route=n)
+            for t in range(threads if threads > 1 else 0):
                 zf.wait_event("listening", 10, route=n, thread=t)
         return zf
     return _start
@@ -239,4 +249,87 @@ def test_memory_budget_closes_the_biggest_holder_on_another_loop(start_worker, t
     assert not zf.events("close", peer="%s:%d" % b.local)
     a.close()
     b.close()
+    s.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs zmtpfw as another user under RLIMIT_NPROC")
+def test_a_loop_thread_that_cannot_start_is_logged(tcp_sink):
+    """threads = 3 under RLIMIT_NPROC = 2 (as nobody: the limit binds only
+    non-root users): loop 1's thread starts and listens, loop 2's cannot be
+    created, and startup fails. It must say why: exiting 1 after 'listening'
+    lines with no error line leaves the operator nothing to go on (a
+    container's pids limit or systemd's TasksMax with threads = "auto")."""
+    d = Path(tempfile.mkdtemp(prefix="zmtpfw-nproc-"))
+    try:
+        os.chmod(d, 0o755)
+        cfg = d / "nproc.conf"
+        cfg.write_text("threads = 3;\n" + render_config(
+            [make_route("w", tcp_sink.upstream)]).replace("threads = ", "# threads = "))
+        os.chmod(cfg, 0o644)
+
+        def as_nobody():
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            resource.setrlimit(resource.RLIMIT_NPROC, (2, 2))
+        p = subprocess.run([str(zmtpfw_bin()), "-c", str(cfg)], preexec_fn=as_nobody, cwd=d,
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    lines = [json.loads(l) for l in p.stderr.decode().splitlines() if l.startswith("{")]
+    assert p.returncode == 1, p.stderr.decode()[-2000:]
+    errors = [e for e in lines if e["event"] == "error" and e.get("reason") == "threads"]
+    assert errors, "no error line says why startup failed:\n" + p.stderr.decode()[-2000:]
+    assert "thread" in errors[0] and errors[0]["detail"], errors[0]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_port_another_process_listens_on_is_refused(tcp_sink, workdir, threads):
+    """Another process of this user listens on the route's port with
+    SO_REUSEPORT. threads = 1 cannot bind there; threads = 2 binds with
+    SO_REUSEPORT, which the kernel accepts: zmtpfw joined that process's
+    group and the kernel split the clients between the two (each peer
+    had its chance of never meeting the firewall). Startup must fail the
+    same way for any number of threads."""
+    port = free_port()
+    other = socket.socket()
+    try:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", port))
+        other.listen(8)
+        cfg = workdir / "taken.conf"
+        cfg.write_text(f"threads = {threads};\n" + render_config(
+            [make_route("w", tcp_sink.upstream, listen=f"127.0.0.1:{port}")]).replace(
+                "threads = ", "# threads = "))
+        p = subprocess.run([str(zmtpfw_bin()), "-c", str(cfg)], cwd=workdir,
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
+    finally:
+        other.close()
+    err = p.stderr.decode()
+    assert p.returncode == 1, err[-2000:]
+    lines = [json.loads(l) for l in err.splitlines() if l.startswith("{")]
+    refused = [e for e in lines if e["event"] == "error" and e.get("reason") == "listen"]
+    assert refused and refused[0]["detail"] == "Address already in use", err[-2000:]
+    assert not [e for e in lines if e["event"] == "listening"], err[-2000:]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_reload_to_an_overlapping_address_is_refused(start_worker, tfw, zctx, threads):
+    """A reload moves a route from 127.0.0.1:P to 0.0.0.0:P. The new socket
+    is bound while the old one still listens: threads = 1 cannot, so the
+    reload fails and the running route stays. threads = 2 binds with
+    SO_REUSEPORT and used to succeed: the same config must get the same
+    answer."""
+    w = start_worker("PULL")
+    zf = tfw([make_route("w", w.upstream)], threads=threads)
+    port = zf.port("w")
+    zf.config_path.write_text(zf.config_path.read_text().replace(
+        f'"127.0.0.1:{port}"', f'"0.0.0.0:{port}"'))
+    zf.proc.send_signal(signal.SIGHUP)
+    ev = zf.wait_event("reload", 10, result="failed")
+    assert "cannot listen on 0.0.0.0:%d" % port in ev["detail"], ev
+    assert not zf.events("reload", result="ok")
+    s = zsock(zctx, zmq.PUSH, f"tcp://127.0.0.1:{port}")
+    s.send(b"still served")
+    assert w.wait_messages(1, timeout=10)[0] == [b"still served"]
     s.close()

@@ -181,9 +181,19 @@ static void test_good_order(void)
 			      c->routes[2].mode == CONFIG_MODE_ENFORCE,
 		      "mode set after routes is inherited");
 		CHECK(addr_is(&c->routes[0].upstream, "::1", 5555), "v6 upstream");
-		CHECK(addr_is(&c->routes[2].listen, "::", 15555), "[::] listen");
+		CHECK(addr_is(&c->routes[2].listen, "::", 15556), "[::] listen");
 		CHECK(strcmp(cidrs(&c->routes[0].allow), "::/0") == 0, "::/0");
 	}
+	config_free(c);
+}
+
+/* Listen addresses that can all listen at once, wildcards included. */
+static void test_good_overlap_none(void)
+{
+	struct config *c = load(DIR "overlap_none.conf");
+	if (c == NULL)
+		return;
+	CHECK(c->n_routes == 5, "routes: %zu", c->n_routes);
 	config_free(c);
 }
 
@@ -296,6 +306,10 @@ static const struct {
 	{ "bad_dup_autoname", 4, "duplicate route name 'route1'" },
 	{ "bad_dup_listen", 4, "route 'b': listen *:15555 is already used by route 'a' (line 3)" },
 	{ "bad_dup_listen_v6", 4, "already used by route 'a'" },
+	{ "bad_overlap_any4", 4,
+	  "route 'b': listen *:15555 overlaps 127.0.0.1:15555 of route 'a' (line 3)" },
+	{ "bad_overlap_any6", 4, "listen [::]:15555 overlaps 127.0.0.1:15555 of route 'a'" },
+	{ "bad_overlap_mapped", 4, "overlaps 127.0.0.1:15555 of route 'a'" },
 	{ "bad_no_routes", 1, "no routes defined" },
 	{ "bad_empty", 1, "no routes defined" },
 	{ "bad_empty_routes", 3, "no routes defined" },
@@ -340,6 +354,8 @@ static const struct {
 	  "unknown key 'port' in metrics" },
 	{ "metrics = { listen = \"127.0.0.1:15555\"; };\n" OPS_ROUTE(""), 2,
 	  "listen 127.0.0.1:15555 is the metrics address" },
+	{ "metrics = { listen = \"*:15555\"; };\n" OPS_ROUTE(""), 2,
+	  "listen 127.0.0.1:15555 overlaps the metrics address *:15555" },
 	{ "metrics = \"127.0.0.1:9464\";\n" OPS_ROUTE(""), 1, "metrics: expected a group" },
 	{ "metrics = { listen = \"127.0.0.1:9464\"; probe_upstream = 1; };\n" OPS_ROUTE(""), 1,
 	  "probe_upstream: expected true or false, got an integer" },
@@ -736,6 +752,7 @@ int main(void)
 	test_good_minimal();
 	test_good_order();
 	test_good_numbers();
+	test_good_overlap_none();
 	test_shipped();
 	test_bad();
 	test_load_edges();
