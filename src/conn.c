@@ -136,6 +136,7 @@ static void conn_side_free(struct side *s)
 void conn_set_max_memory(uint64_t bytes)
 {
 	metrics_set(metrics_global(), METRICS_MEMORY_LIMIT, bytes);
+	metrics_gauge_source(METRICS_MEMORY, mem_budget_used);
 	mem_budget_set_limit(bytes);
 }
 
@@ -151,12 +152,6 @@ static uint64_t conn_mem_of(const struct conn *c)
 		if (b[i])
 			n += evbuffer_get_length(b[i]);
 	return n;
-}
-
-static void conn_mem_set(struct conn *c, uint64_t now)
-{
-	mem_budget_update(&c->mem, now);
-	metrics_set(metrics_global(), METRICS_MEMORY, mem_budget_used());
 }
 
 /* While the process is over the budget, close its biggest holder if this
@@ -186,7 +181,7 @@ static bool conn_mem_enforce(struct conn *c)
  * worth a peer). Returns false when c was closed. */
 static bool conn_mem_check(struct conn *c)
 {
-	conn_mem_set(c, conn_mem_of(c));
+	mem_budget_update(&c->mem, conn_mem_of(c));
 	return conn_mem_enforce(c);
 }
 
@@ -236,7 +231,6 @@ void conn_close(struct conn *c)
 	relay_free(c->relay);
 	mem_own(prev == &c->mem.alloc ? NULL : prev); /* never left pointing into c */
 	mem_budget_remove(&c->mem);
-	metrics_set(metrics_global(), METRICS_MEMORY, mem_budget_used());
 	free(c);
 }
 
@@ -545,7 +539,7 @@ static void conn_write_event(struct conn *c, evutil_socket_t fd)
 		conn_fail_io(c, s, errno);
 		return;
 	}
-	conn_mem_set(c, conn_mem_of(c));
+	mem_budget_update(&c->mem, conn_mem_of(c));
 	if (conn_finish_if_done(c, o))
 		return;
 	if (evbuffer_get_length(s->out) == 0) {

@@ -78,6 +78,7 @@ static struct metrics_route *_Atomic *metrics_tail = &metrics_head;
 static unsigned metrics_n_routes; /* names, for the bound */
 static bool metrics_full_logged; /* "registry full" is logged once */
 static struct metrics_route metrics_global_entry; /* no route label; never in the list */
+static _Atomic metrics_gauge_fn metrics_gauge_fns[METRICS_COUNT]; /* read at scrape */
 static pthread_mutex_t metrics_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Thread_local unsigned metrics_shard; /* this thread's loop */
 
@@ -454,12 +455,18 @@ static int metrics_put_family(struct evbuffer *out, enum metrics_id id)
 	}
 	if (!(d->labels & METRICS_L_ROUTE)) {
 		struct metrics_labels l = { 0 };
-		return metrics_put_series(out, d, &l, metrics_sum(g, id, 0));
+		metrics_gauge_fn fn = atomic_load_explicit(&metrics_gauge_fns[id], memory_order_acquire);
+		return metrics_put_series(out, d, &l, fn ? fn() : metrics_sum(g, id, 0));
 	}
 	for (const struct metrics_route *r = METRICS_NEXT(metrics_head); r; r = METRICS_NEXT(r->next))
 		if (metrics_put_route(out, id, r) < 0)
 			return -1;
 	return 0;
+}
+
+void metrics_gauge_source(enum metrics_id id, metrics_gauge_fn fn)
+{
+	atomic_store_explicit(&metrics_gauge_fns[id], fn, memory_order_release);
 }
 
 int metrics_render(struct evbuffer *out)

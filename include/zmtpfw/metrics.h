@@ -161,13 +161,20 @@ static inline void metrics_gauge(struct metrics_route *r, enum metrics_id id, in
 	metrics_add(r, id, METRICS_DIR_NONE, (uint64_t)delta);
 }
 
-/* A gauge of the global entry any loop may set to its current value
- * (memory): last writer wins, each writes a whole current value. */
+/* A gauge of the global entry set to a whole current value (the memory
+ * limit, set on loop 0). */
 static inline void metrics_set(struct metrics_route *r, enum metrics_id id, uint64_t v)
 {
 	if (r)
 		atomic_store_explicit(&r->v[id][0], v, memory_order_relaxed);
 }
+
+/* A global gauge whose value is read at scrape time from fn (memory):
+ * values stored by several loops could leave an older one last, and a
+ * stored value stays stale until the next store. fn runs on loop 0 and
+ * must only read. */
+typedef uint64_t (*metrics_gauge_fn)(void);
+void metrics_gauge_source(enum metrics_id id, metrics_gauge_fn fn);
 
 /* Append the Prometheus text exposition (format 0.0.4) of everything: for
  * each metric of the table # HELP and # TYPE, then its series. Direction
