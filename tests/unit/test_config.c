@@ -10,19 +10,7 @@
 #include <string.h>
 #include <sys/un.h>
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                   \
-	do {                                                               \
-		if (cond) {                                                \
-			passed++;                                          \
-		} else {                                                   \
-			failed++;                                          \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);        \
-			printf(__VA_ARGS__);                               \
-			putchar('\n');                                     \
-		}                                                          \
-	} while (0)
+#include "unit_check.h"
 
 #define DIR "tests/unit/configs/"
 

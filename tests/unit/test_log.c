@@ -11,20 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-/* Failures go to stdout: stderr is what we capture. */
-#define CHECK(cond, ...)                                                   \
-	do {                                                               \
-		if (cond) {                                                \
-			passed++;                                          \
-		} else {                                                   \
-			failed++;                                          \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);        \
-			printf(__VA_ARGS__);                               \
-			putchar('\n');                                     \
-		}                                                          \
-	} while (0)
+#include "unit_check.h"
 
 /* ---- capture ---- */
 

@@ -21,19 +21,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                            \
-	do {                                                        \
-		if (cond) {                                         \
-			passed++;                                   \
-		} else {                                            \
-			failed++;                                   \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-			printf(__VA_ARGS__);                        \
-			putchar('\n');                              \
-		}                                                   \
-	} while (0)
+#include "unit_check.h"
 
 /* ---- a strict parser of the text format ---- */
 

@@ -13,19 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                   \
-	do {                                               \
-		if (cond) {                                \
-			n_pass++;                          \
-		} else {                                   \
-			n_fail++;                          \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-			printf(__VA_ARGS__);               \
-			putchar('\n');                     \
-		}                                          \
-	} while (0)
+#include "unit_check.h"
 
 /* ---- entries --------------------------------------------------------------- */
 
@@ -333,6 +321,6 @@ int main(void)
 	inspect_free(in);
 	free(in);
 	ppolicy_free(policy);
-	printf("%d passed, %d failed\n", n_pass, n_fail);
-	return n_fail ? 1 : 0;
+	printf("test_pickle_policy: %d passed, %d failed\n", passed, failed);
+	return failed ? 1 : 0;
 }
