@@ -149,10 +149,14 @@ struct mem_holder *mem_budget_victim(uint64_t min)
 	struct mem_holder *big = mem_budget_own_biggest(&most);
 	unsigned n = MB_LOAD(mem_budget_n), other = mem_budget_self;
 	uint64_t best = most;
+	/* A loop whose bound is under min has nothing to close: waking it
+	 * would change no decision, and costs it a walk of its holders on
+	 * every read here while the process stays over with small holders. */
 	for (unsigned i = 0; i < n; i++) {
 		struct event *w = atomic_load(&mem_budget_loops[i].wake);
-		if (i != mem_budget_self && w && MB_LOAD(mem_budget_loops[i].biggest) > best) {
-			best = MB_LOAD(mem_budget_loops[i].biggest);
+		uint64_t b = MB_LOAD(mem_budget_loops[i].biggest);
+		if (i != mem_budget_self && w && b >= min && b > best) {
+			best = b;
 			other = i;
 		}
 	}

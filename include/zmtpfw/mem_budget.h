@@ -47,9 +47,9 @@ uint64_t mem_budget_held(const struct mem_holder *h, uint64_t bytes);
 uint64_t mem_budget_used(void);
 
 /* Over the budget: this loop's holder to close (the process's biggest), or
- * NULL when within it, when another loop may hold a bigger one (that loop
- * is woken and looks itself), or when the biggest holds less than min (a
- * close would free nothing worth a peer). */
+ * NULL when within it, when another loop may hold a bigger one of at
+ * least min (that loop is woken and looks itself), or when the biggest
+ * holds less than min (a close would free nothing worth a peer). */
 struct mem_holder *mem_budget_victim(uint64_t min);
 
 #endif
