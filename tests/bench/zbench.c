@@ -721,7 +721,7 @@ static int cmd_trickle(void *ctx, const struct opts *o)
 	return eagain ? 2 : 0;
 }
 
-static void usage(void)
+__attribute__((noreturn)) static void usage(void)
 {
 	fputs("usage: zbench pull|push|rep|req|idle|trickle|version [options]\n"
 	      "  --bind EP | --connect EP   libzmq endpoint (idle: tcp://IPV4:PORT)\n"

@@ -31,7 +31,7 @@ struct frame {
 	size_t n;
 };
 
-static void usage(void)
+__attribute__((noreturn)) static void usage(void)
 {
 	fprintf(stderr,
 		"usage: zmq_client --connect EP --type PUSH|REQ|DEALER [--count N] [--size S]\n"
