@@ -206,7 +206,17 @@ void conn_close(struct conn *c)
 	struct log_ctx ctx = conn_ctx(c);
 	const char *reason = c->close_reason ? c->close_reason : "closed";
 	bool warn = c->close_from || strcmp(reason, "memory") == 0;
+	struct metrics_route *m = c->m;
 
+	/* Slot and counters first, the line after: whoever reads the close
+	 * line (another loop's accept, a scrape) sees them released. */
+	c->route->conn_gone(c->route->owner, c);
+	metrics_gauge(m, METRICS_CONN_ACTIVE, -1);
+	metrics_add_reason(m, METRICS_CONN_CLOSED, METRICS_DIR_NONE, reason, 1);
+	if (strncmp(reason, "upstream-", 9) == 0 && c->state == CONN_CONNECTING)
+		metrics_add_reason(m, METRICS_UPSTREAM_FAILED, METRICS_DIR_NONE, reason, 1);
+	else if (!c->handshake_done)
+		metrics_add_reason(m, METRICS_HANDSHAKE_FAILED, METRICS_DIR_NONE, reason, 1);
 	log_event(warn ? LOG_WARN : LOG_INFO, &ctx, c->route->rl, "close",
 		  LOG_STR("reason", reason), LOG_STR("detail", c->close_detail),
 		  LOG_STR("from", c->close_from), LOG_U64("held", mem_budget_held(&c->mem, conn_mem_of(c))),
@@ -215,14 +225,6 @@ void conn_close(struct conn *c)
 		  LOG_U64("messages", c->relay ? relay_msgs(c->relay) : 0),
 		  LOG_U64("dropped", c->relay ? relay_dropped(c->relay) : 0),
 		  LOG_U64("duration_ms", conn_ms_since(&c->started)), LOG_END);
-	struct metrics_route *m = c->m;
-	metrics_gauge(m, METRICS_CONN_ACTIVE, -1);
-	metrics_add_reason(m, METRICS_CONN_CLOSED, METRICS_DIR_NONE, reason, 1);
-	if (strncmp(reason, "upstream-", 9) == 0 && c->state == CONN_CONNECTING)
-		metrics_add_reason(m, METRICS_UPSTREAM_FAILED, METRICS_DIR_NONE, reason, 1);
-	else if (!c->handshake_done)
-		metrics_add_reason(m, METRICS_HANDSHAKE_FAILED, METRICS_DIR_NONE, reason, 1);
-	c->route->conn_gone(c->route->owner, c);
 	int64_t *prev = mem_own(&c->mem.alloc);
 	if (c->timer)
 		event_free(c->timer);

@@ -150,10 +150,11 @@ static void listener_conn_gone(void *arg, struct conn *c)
 static void listener_reject(struct listener *l, struct log_ctx *ctx, int fd, const char *reason,
 			    uint64_t limit)
 {
+	/* counted before the line, closed after: whoever reads it sees both */
+	metrics_add_reason(l->route->m, METRICS_CONN_REJECTED, METRICS_DIR_NONE, reason, 1);
 	log_event(LOG_WARN, ctx, l->route->rl, "reject", LOG_STR("reason", reason),
 		  limit ? LOG_U64("limit", limit) : LOG_STR("limit", NULL),
 		  l->thread >= 0 ? LOG_U64("thread", l->thread) : LOG_STR("thread", NULL), LOG_END);
-	metrics_add_reason(l->route->m, METRICS_CONN_REJECTED, METRICS_DIR_NONE, reason, 1);
 	close(fd);
 }
 

@@ -123,6 +123,33 @@ def test_limits_exact_across_loops(tcp_sink, tfw, key):
             s.close()
 
 
+@pytest.mark.parametrize("key", ["max_connections", "max_connections_per_peer"])
+def test_a_close_line_means_the_slot_is_free(start_worker, tfw, key):
+    """Limit 1. A peer's connection closes; once its close line is written,
+    the next connection is admitted on either loop. The slot used to be
+    given back after the line: the other loop could refuse a connection
+    made after the line (test_max_connections_per_peer failed so, once in
+    about ten runs with threads = 2)."""
+    w = start_worker("PULL")
+    zf = tfw([make_route("w", w.upstream, allow=["127.0.0.0/8"], **{key: 1})])
+    port = zf.port("w")
+    n = 60  # each a line per event: under the log limiter's burst for one source
+    for i in range(n):
+        c = Z.RawClient("127.0.0.1", port)
+        try:
+            c.handshake("PUSH")
+        except Z.Closed:
+            rejects = zf.events("reject")
+            raise AssertionError(f"round {i}: refused after the close line: {rejects[-1:]}")
+        peer = "127.0.0.1:%d" % c.local[1]
+        c.close()
+        zf.wait_event("close", 10, peer=peer)
+    assert not zf.events("reject")
+    assert len(zf.events("accept")) == n
+    # both loops took part (the kernel's hash: one loop for all 60, 2 ** -59)
+    assert {e["thread"] for e in zf.events("accept")} == {0, 1}
+
+
 def test_log_rate_limit_is_the_routes_not_each_loops(tcp_sink, tfw):
     """One source flooding a route's rejects is held to one bucket (burst
     100, 20 lines/s) across both loops, not one bucket per loop, and no
